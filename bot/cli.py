@@ -1,0 +1,67 @@
+"""The `hubbot` command line. Each command imports what it needs lazily, so it starts fast."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    parser = argparse.ArgumentParser(prog="hubbot", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for register in _COMMANDS:
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+def _register_validate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("validate", help="validate an infrastructure repository")
+    p.add_argument("--repo", default=".", help="repository folder (default: current directory)")
+    p.add_argument("--ref", help="a git ref to read instead of the working tree")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+
+    def run(args: argparse.Namespace) -> int:
+        from bot.commands.validate import run_validate
+
+        return run_validate(args)
+
+    p.set_defaults(func=run)
+
+
+def _register_plan(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("plan", help="decide what a change deploys")
+    p.add_argument("--repo", default=".", help="repository folder (default: current directory)")
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--changed", nargs="+", metavar="PATH", help="file mode: changed paths")
+    mode.add_argument("--base", metavar="REF", help="semantic mode: base git ref")
+    p.add_argument("--head", metavar="REF", help="semantic mode: head git ref (default: HEAD)")
+    p.add_argument("--label", action="append", default=[], metavar="NAME", help="a PR label")
+    p.add_argument("--format", choices=["markdown", "json"], default="markdown")
+
+    def run(args: argparse.Namespace) -> int:
+        from bot.commands.plan import run_plan
+
+        return run_plan(args)
+
+    p.set_defaults(func=run)
+
+
+_COMMANDS = [_register_validate, _register_plan]
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Command implementations behind `hubbot <command>`; imported lazily by `bot.cli`."""

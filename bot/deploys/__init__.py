@@ -1,0 +1,1 @@
+"""Deploys: rollout schedule and driver, claims, executors and reporters."""

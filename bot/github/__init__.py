@@ -1,0 +1,1 @@
+"""The GitHub side: app auth, client, snapshot reader, comments, check runs, deployments."""

@@ -1,0 +1,1 @@
+"""Event handlers, one module per feature, each with its own `router`."""

@@ -1,0 +1,1 @@
+"""The local GitHub double (`hubbot sandbox`) and the Kubernetes API double."""

@@ -1,0 +1,1 @@
+"""The web side: app factory, webhook route, health, metrics and status page."""
