@@ -192,7 +192,9 @@ def settings_schema() -> dict[str, Any]:
     return dict(json.loads(text))
 
 
-def parse_settings(data: bytes | None, *, path: str = SETTINGS_PATH) -> tuple[Settings, list[Finding]]:
+def parse_settings(
+    data: bytes | None, *, path: str = SETTINGS_PATH
+) -> tuple[Settings, list[Finding]]:
     """Settings from the bytes of hubbot.yaml (None: all defaults), and any findings.
 
     On an error, the defaults are returned with the findings, so callers can still
@@ -224,8 +226,12 @@ def parse_settings(data: bytes | None, *, path: str = SETTINGS_PATH) -> tuple[Se
             re.compile(pattern)
         except re.error as exc:
             findings.append(
-                error(path, loaded.line_of(("staging_hub_pattern",)), "settings-schema",
-                      f"staging_hub_pattern is not a valid regular expression: {exc}")
+                error(
+                    path,
+                    loaded.line_of(("staging_hub_pattern",)),
+                    "settings-schema",
+                    f"staging_hub_pattern is not a valid regular expression: {exc}",
+                )
             )
             return Settings(), findings
     return build_settings(raw), findings
@@ -234,8 +240,14 @@ def parse_settings(data: bytes | None, *, path: str = SETTINGS_PATH) -> tuple[Se
 def build_settings(raw: Mapping[str, Any]) -> Settings:
     """A Settings object from already-validated plain data."""
     kw: dict[str, Any] = {}
-    for key in ("clusters_dir", "charts_dir", "support_chart", "staging_hub_pattern",
-                "cluster_file_changes", "skip_unchanged_values"):
+    for key in (
+        "clusters_dir",
+        "charts_dir",
+        "support_chart",
+        "staging_hub_pattern",
+        "cluster_file_changes",
+        "skip_unchanged_values",
+    ):
         if key in raw:
             kw[key] = raw[key]
     for key in ("clusters_dir", "charts_dir"):

@@ -187,7 +187,8 @@ class _Builder:
             return constructor(self._scalars, node)
         except (yaml.YAMLError, ValueError) as exc:
             raise YamlProblem(
-                "yaml-syntax", f"invalid {node.tag.rsplit(':', 1)[-1]} value: {exc}",
+                "yaml-syntax",
+                f"invalid {node.tag.rsplit(':', 1)[-1]} value: {exc}",
                 node.start_mark.line + 1,
             ) from exc
 
@@ -229,7 +230,8 @@ class _Builder:
         ):
             return list(node.value)
         raise YamlProblem(
-            "yaml-syntax", "a `<<` merge key needs a mapping or a list of mappings",
+            "yaml-syntax",
+            "a `<<` merge key needs a mapping or a list of mappings",
             node.start_mark.line + 1,
         )
 
