@@ -60,7 +60,36 @@ def _register_plan(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     p.set_defaults(func=run)
 
 
-_COMMANDS = [_register_validate, _register_plan]
+def _register_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="run the GitHub App's webhook server",
+        description="Run the GitHub App. Settings come from HUBBOT_* variables; flags override.",
+    )
+    p.add_argument("--app-id", help="GitHub App id (HUBBOT_APP_ID)")
+    p.add_argument("--private-key", help="app private key, a path or the PEM (HUBBOT_PRIVATE_KEY)")
+    p.add_argument("--webhook-secret", help="webhook secret (HUBBOT_WEBHOOK_SECRET)")
+    p.add_argument("--github-url", help="API URL (HUBBOT_GITHUB_URL, default api.github.com)")
+    p.add_argument("--host", help="address to listen on (HUBBOT_HOST, default 0.0.0.0)")
+    p.add_argument("--port", type=int, help="port (HUBBOT_PORT, default 8080; 0 picks one)")
+    p.add_argument("--workers", type=int, help="background workers (HUBBOT_WORKERS, default 4)")
+    p.add_argument("--queue-size", type=int, help="queued jobs before 503 (HUBBOT_QUEUE_SIZE)")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument(
+        "--insecure-no-webhook-secret",
+        action="store_true",
+        help="accept unsigned webhooks (local development only)",
+    )
+
+    def run(args: argparse.Namespace) -> int:
+        from bot.web.serve import run_serve
+
+        return run_serve(args)
+
+    p.set_defaults(func=run)
+
+
+_COMMANDS = [_register_validate, _register_plan, _register_serve]
 
 
 if __name__ == "__main__":  # pragma: no cover

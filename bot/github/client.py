@@ -1,0 +1,322 @@
+"""The GitHub client: gidgethub's aiohttp client with retries, rate limits, tokens and metrics.
+
+Each request to GitHub goes through `_send_with_retries`:
+- 5xx answers, timeouts and dropped connections are retried with exponential
+  backoff and jitter, but only when repeating the request is safe (GET, PATCH,
+  PUT, DELETE, token requests, and POSTs the caller marks with `RETRY_SAFE`);
+  an unsafe POST raises `AmbiguousWrite` so its caller can look before retrying;
+- secondary rate limits (403/429 with `retry-after`, `x-ratelimit-remaining: 0`
+  or GitHub's message) are waited out, up to a bounded wait, since GitHub did not
+  apply the request (https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api);
+- a 401 with an installation token drops the cached token and retries once.
+Every attempt is counted by route template and status, and the remaining rate
+limit is reported from the response headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+import aiohttp
+import gidgethub
+import gidgethub.aiohttp
+from gidgethub import sansio
+from gidgethub.abc import CACHE_TYPE
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from bot.github.routes import route_template
+
+# A request header the caller adds to say "repeating this POST is harmless";
+# it is removed before the request leaves.
+RETRY_SAFE_HEADER = "x-hubbot-retry-safe"
+RETRY_SAFE = {RETRY_SAFE_HEADER: "1"}
+_IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_RETRY_STATUSES = frozenset({500, 502, 503, 504})
+MAX_JSON_BYTES = 64 * 1024 * 1024
+
+
+class CallRecorder(Protocol):
+    """Where the client reports each call (the web layer's metrics implement this)."""
+
+    def record_call(self, method: str, route: str, status: str) -> None:
+        """Count one request."""
+
+    def set_rate_limit(self, resource: str, remaining: int) -> None:
+        """Remember the remaining rate limit."""
+
+
+class TokenSource(Protocol):
+    """Installation tokens (see `bot.github.auth.InstallationTokens`)."""
+
+    async def get(self, installation_id: int) -> str:
+        """A valid token."""
+
+    def invalidate(self, installation_id: int, token: str | None = None) -> None:
+        """Drop a token GitHub refused."""
+
+
+class AmbiguousWrite(gidgethub.GitHubException):
+    """A write that is not safe to repeat failed in a way that leaves unknown whether it applied."""
+
+    def __init__(self, method: str, route: str, reason: str) -> None:
+        self.method = method
+        self.route = route
+        super().__init__(f"{method} {route}: {reason}; it may or may not have been applied")
+
+
+class GitHubUnavailable(gidgethub.GitHubException):
+    """GitHub did not answer (timeouts, dropped connections) after every retry."""
+
+    def __init__(self, method: str, route: str, reason: str) -> None:
+        super().__init__(f"{method} {route}: GitHub did not answer ({reason})")
+
+
+class ResponseTooLarge(gidgethub.GitHubException):
+    """A response body exceeded the allowed size."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How hard to try: attempts, backoff, the longest rate-limit wait, and timeouts."""
+
+    attempts: int = 4
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+    max_rate_limit_wait: float = 90.0
+    timeout: float = 30.0
+    download_timeout: float = 120.0
+
+    def backoff(self, attempt: int, rand: float) -> float:
+        """The wait before retry number `attempt` (1-based): exponential, with equal jitter."""
+        ceiling = min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
+        return ceiling / 2 + rand * ceiling / 2
+
+
+def rate_limit_wait(
+    status: int, headers: Mapping[str, str], body: bytes, *, now: float
+) -> float | None:
+    """Seconds to wait if this answer is a rate limit, else None (it is a real error)."""
+    if status not in (403, 429):
+        return None
+    retry_after = headers.get("retry-after")
+    if retry_after is not None:
+        try:
+            return max(0.0, float(retry_after))
+        except ValueError:
+            pass
+    if headers.get("x-ratelimit-remaining") == "0":
+        try:
+            return max(0.0, float(headers["x-ratelimit-reset"]) - now) + 1.0
+        except (KeyError, ValueError):
+            return 60.0
+    if status == 429 or b"rate limit" in body[:2048].lower():
+        # GitHub: without headers, wait at least a minute before retrying.
+        return 60.0
+    return None
+
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class GitHubClient(gidgethub.aiohttp.GitHubAPI):
+    """A GitHub client for one installation (or for the app itself, when `tokens` is None)."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        requester: str,
+        *,
+        base_url: str = sansio.DOMAIN,
+        installation_id: int | None = None,
+        tokens: TokenSource | None = None,
+        cache: CACHE_TYPE | None = None,
+        policy: RetryPolicy | None = None,
+        recorder: CallRecorder | None = None,
+        sleep: Sleep | None = None,
+        rand: Callable[[], float] = random.random,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(session, requester, cache=cache, base_url=base_url)
+        self.installation_id = installation_id
+        self._tokens = tokens
+        self.policy = policy or RetryPolicy()
+        self._recorder = recorder
+        self._sleep = sleep or asyncio.sleep
+        self._rand = rand
+        self._clock = clock
+        self._api_origin = URL(base_url).origin()
+        self.calls = 0  # every HTTP request this client sent, redirects included
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait (injectable, so tests never really sleep)."""
+        await self._sleep(seconds)
+
+    async def _request(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes = b""
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        return await self._send_with_retries(method, url, headers, body)
+
+    async def download(self, url: str, *, max_bytes: int, accept: str = "*/*") -> bytes:
+        """GET a binary body (a tarball), following one redirect off the API host, size-capped.
+
+        GitHub answers `/tarball/{ref}` with a 302 to codeload.github.com carrying a
+        short-lived token in the query; the API's Authorization header is not sent
+        to another host.
+        """
+        headers = sansio.create_headers(self.requester, accept=accept)
+        full = sansio.format_url(url, {}, base_url=self.base_url)
+        for _hop in range(3):
+            status, resp_headers, data = await self._send_with_retries(
+                "GET",
+                full,
+                headers,
+                b"",
+                follow=False,
+                max_bytes=max_bytes,
+                time_limit=self.policy.download_timeout,
+            )
+            if status in (301, 302, 303, 307, 308) and "location" in resp_headers:
+                target = URL(full).join(URL(resp_headers["location"]))
+                if target.origin() != self._api_origin:
+                    headers = {k: v for k, v in headers.items() if k != "authorization"}
+                    headers["x-hubbot-no-auth"] = "1"
+                full = str(target)
+                continue
+            if status >= 300:
+                sansio.decipher_response(status, resp_headers, data)  # raises the right error
+            return data
+        raise gidgethub.RedirectionException(http.HTTPStatus.LOOP_DETECTED, "too many redirects")
+
+    async def _send_with_retries(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        follow: bool = True,
+        max_bytes: int = MAX_JSON_BYTES,
+        time_limit: float | None = None,
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        request_headers = dict(headers)
+        safe = method in _IDEMPOTENT_METHODS or url.endswith("/access_tokens")
+        safe = request_headers.pop(RETRY_SAFE_HEADER, None) is not None or safe
+        no_auth = request_headers.pop("x-hubbot-no-auth", None) is not None
+        use_token = (
+            not no_auth
+            and "authorization" not in request_headers
+            and self._tokens is not None
+            and self.installation_id is not None
+        )
+        route = self._route(url)
+        refreshed = False
+        attempt = 0
+        while True:
+            attempt += 1
+            token = None
+            if use_token:
+                assert self._tokens is not None and self.installation_id is not None
+                token = await self._tokens.get(self.installation_id)
+                request_headers["authorization"] = f"token {token}"
+            try:
+                status, resp_headers, data = await self._send(
+                    method,
+                    url,
+                    request_headers,
+                    body,
+                    follow=follow,
+                    max_bytes=max_bytes,
+                    time_limit=time_limit or self.policy.timeout,
+                )
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                reason = "timed out" if isinstance(exc, TimeoutError) else "connection failed"
+                self._record(method, route, "timeout" if "timed" in reason else "error")
+                if not safe:
+                    raise AmbiguousWrite(method, route, reason) from None
+                if attempt >= self.policy.attempts:
+                    raise GitHubUnavailable(method, route, reason) from None
+                await self.sleep(self.policy.backoff(attempt, self._rand()))
+                continue
+            self._record(method, route, str(status))
+            self._note_rate_limit(resp_headers)
+            if status == 401 and token is not None and not refreshed:
+                assert self._tokens is not None and self.installation_id is not None
+                self._tokens.invalidate(self.installation_id, token)
+                refreshed = True
+                attempt -= 1  # a token refresh is not a failed attempt
+                continue
+            wait = rate_limit_wait(status, resp_headers, data, now=self._clock())
+            if wait is not None:
+                if attempt >= self.policy.attempts or wait > self.policy.max_rate_limit_wait:
+                    return status, resp_headers, data
+                await self.sleep(wait + self._rand())
+                continue
+            if status in _RETRY_STATUSES and attempt < self.policy.attempts:
+                if not safe:
+                    raise AmbiguousWrite(method, route, f"GitHub answered {status}")
+                await self.sleep(self.policy.backoff(attempt, self._rand()))
+                continue
+            if status in _RETRY_STATUSES and not safe:
+                raise AmbiguousWrite(method, route, f"GitHub answered {status}")
+            return status, resp_headers, data
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        follow: bool,
+        max_bytes: int,
+        time_limit: float,
+    ) -> tuple[int, CIMultiDictProxy[str], bytes]:
+        self.calls += 1
+        async with self._session.request(
+            method,
+            url,
+            headers=headers,
+            data=body,
+            timeout=aiohttp.ClientTimeout(total=time_limit),
+            allow_redirects=follow,
+        ) as response:
+            if response.content_length is not None and response.content_length > max_bytes:
+                raise ResponseTooLarge(f"response of {response.content_length} bytes")
+            chunks = []
+            size = 0
+            async for chunk in response.content.iter_chunked(1 << 16):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise ResponseTooLarge(f"response over {max_bytes} bytes")
+                chunks.append(chunk)
+            return (
+                response.status,
+                CIMultiDictProxy(CIMultiDict(response.headers)),
+                b"".join(chunks),
+            )
+
+    def _route(self, url: str) -> str:
+        if URL(url).origin() != self._api_origin:
+            return "external"
+        return route_template(url)
+
+    def _record(self, method: str, route: str, status: str) -> None:
+        if self._recorder is not None:
+            self._recorder.record_call(method, route, status)
+
+    def _note_rate_limit(self, headers: Mapping[str, str]) -> None:
+        remaining = headers.get("x-ratelimit-remaining")
+        if self._recorder is None or remaining is None:
+            return
+        try:
+            value = int(remaining)
+        except ValueError:
+            return
+        self._recorder.set_rate_limit(headers.get("x-ratelimit-resource", "core"), value)

@@ -1,0 +1,49 @@
+"""What every handler receives besides the event and its GitHub client: the app's shared services.
+
+`router.dispatch(event, gh, services=services)`. The services hold only caches
+and pure functions, so losing them (a restart) costs API calls, never correctness.
+Later features add their own fields here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from bot.core.findings import Finding
+from bot.core.settings import Settings
+from bot.core.snapshot import Snapshot
+from bot.github.comments import CommentCache
+from bot.github.repo_settings import SettingsCache
+from bot.github.snapshot import SnapshotReader
+
+
+@dataclass(frozen=True, slots=True)
+class PlanOutcome:
+    """The planner's answer in the shape the GitHub side posts."""
+
+    findings: tuple[Finding, ...]
+    body: str  # the PR comment, starting with the plan marker
+    title: str  # one line: the verdict
+    summary: str  # the check run's summary (markdown)
+
+
+# (base, head, settings, labels, extra findings) -> outcome; pure and blocking (run in a thread).
+PlanFn = Callable[[Snapshot, Snapshot, Settings, Sequence[str], Sequence[Finding]], PlanOutcome]
+
+
+def _default_plan() -> PlanFn:
+    from bot.handlers.planning import plan_change
+
+    return plan_change
+
+
+@dataclass(slots=True)
+class Services:
+    """Shared, app-wide services for handlers."""
+
+    app_id: str | None = None
+    snapshots: SnapshotReader = field(default_factory=SnapshotReader)
+    settings: SettingsCache = field(default_factory=SettingsCache)
+    comments: CommentCache = field(default_factory=CommentCache)
+    plan: PlanFn = field(default_factory=_default_plan)

@@ -1,0 +1,189 @@
+"""Pull requests: re-plan on every change, keep one plan comment and a `hubbot/plan` check run.
+
+`opened`, `synchronize`, `reopened`, `ready_for_review`, `edited` (base
+changed), `labeled` and `unlabeled` re-plan; so does "Re-run" on the check.
+`closed` does nothing here: deploys belong to the deploy feature.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import gidgethub
+from gidgethub import routing, sansio
+from gidgethub.abc import GitHubAPI
+
+from bot.github.checks import (
+    PLAN_CHECK,
+    annotation,
+    complete_check,
+    conclude_with_failure,
+    start_check,
+)
+from bot.github.client import AmbiguousWrite, GitHubUnavailable
+from bot.github.comments import upsert_comment
+from bot.github.snapshot import RepoRef, SnapshotError
+from bot.handlers.context import PlanOutcome, Services
+from bot.handlers.planning import MARKER, conclusion_of
+
+logger = logging.getLogger(__name__)
+
+router = routing.Router()
+
+REPLAN_ACTIONS = (
+    "opened",
+    "synchronize",
+    "reopened",
+    "ready_for_review",
+    "edited",
+    "labeled",
+    "unlabeled",
+)
+REPLAN_TAG = "replan"
+
+
+class PayloadError(ValueError):
+    """The payload lacks a field we need (a malformed or unexpected event)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PullRequest:
+    """The parts of a PR that planning needs, taken from a payload."""
+
+    repo: RepoRef
+    number: int
+    state: str
+    base_ref: str
+    base_sha: str
+    head_sha: str
+    default_branch: str
+    labels: tuple[str, ...]
+    comments_url: str
+
+    @classmethod
+    def from_payload(cls, pr: Mapping[str, Any], repository: Mapping[str, Any]) -> PullRequest:
+        """Read a `pull_request` object and its `repository`; raises PayloadError."""
+        try:
+            return cls(
+                repo=RepoRef(
+                    owner=str(repository["owner"]["login"]),
+                    name=str(repository["name"]),
+                    url=str(repository["url"]),
+                ),
+                number=int(pr["number"]),
+                state=str(pr.get("state", "open")),
+                base_ref=str(pr["base"]["ref"]),
+                base_sha=str(pr["base"]["sha"]),
+                head_sha=str(pr["head"]["sha"]),
+                default_branch=str(repository.get("default_branch") or "main"),
+                labels=tuple(str(label["name"]) for label in pr.get("labels") or ()),
+                comments_url=str(pr.get("comments_url") or pr["issue_url"] + "/comments"),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PayloadError(f"pull request payload lacks {exc}") from None
+
+
+def coalesce_tag(event: sansio.Event) -> str | None:
+    """`replan` for events that only re-plan a PR, so a newer one supersedes a queued older one."""
+    action = event.data.get("action") if isinstance(event.data, Mapping) else None
+    if event.event == "pull_request" and action in REPLAN_ACTIONS:
+        return REPLAN_TAG
+    if event.event in ("check_run", "check_suite") and action == "rerequested":
+        return REPLAN_TAG
+    return None
+
+
+async def replan(event: sansio.Event, gh: GitHubAPI, *args: Any, services: Services) -> None:
+    """Re-plan the PR of a `pull_request` event."""
+    data = event.data
+    if data.get("action") == "edited" and "base" not in (data.get("changes") or {}):
+        logger.debug("PR edited without a base change: nothing to re-plan")
+        return
+    pr = PullRequest.from_payload(data["pull_request"], data["repository"])
+    if pr.state != "open":
+        logger.debug("PR #%s is %s: not re-planned", pr.number, pr.state)
+        return
+    await plan_pull_request(gh, services, pr)
+
+
+for _action in REPLAN_ACTIONS:
+    router.add(replan, "pull_request", action=_action)
+
+
+@router.register("check_run", action="rerequested")
+@router.register("check_suite", action="rerequested")
+async def rerun(event: sansio.Event, gh: GitHubAPI, *args: Any, services: Services) -> None:
+    """ "Re-run" on our check (or its suite): re-plan each PR it belongs to."""
+    item = event.data.get(event.event) or {}
+    if event.event == "check_run" and item.get("name") != PLAN_CHECK:
+        return
+    app = item.get("app") or (item.get("check_suite") or {}).get("app") or {}
+    if services.app_id is not None and str(app.get("id")) != str(services.app_id):
+        return
+    for ref in item.get("pull_requests") or ():
+        fresh = await gh.getitem(str(ref["url"]))
+        pr = PullRequest.from_payload(fresh, event.data["repository"])
+        if pr.state == "open":
+            await plan_pull_request(gh, services, pr)
+
+
+async def plan_pull_request(gh: GitHubAPI, services: Services, pr: PullRequest) -> None:
+    """Plan a PR and publish it: the comment, and a check run that always ends concluded."""
+    run = await start_check(gh, repo_url=pr.repo.url, head_sha=pr.head_sha)
+    try:
+        outcome = await _plan(gh, services, pr)
+        await upsert_comment(
+            gh,
+            comments_url=pr.comments_url,
+            key=(pr.repo.full_name, pr.number, MARKER),
+            body=outcome.body,
+            cache=services.comments,
+            app_id=services.app_id,
+        )
+        await complete_check(
+            gh,
+            run,
+            conclusion=conclusion_of(outcome.findings),
+            title=outcome.title,
+            summary=outcome.summary,
+            annotations=[annotation(f) for f in outcome.findings],
+        )
+    except BaseException as exc:
+        await conclude_with_failure(gh, run, describe_failure(exc))
+        raise
+
+
+async def _plan(gh: GitHubAPI, services: Services, pr: PullRequest) -> PlanOutcome:
+    reader = services.snapshots
+    comparison = await reader.compare(gh, pr.repo, pr.base_sha, pr.head_sha)
+    base = await reader.at_commit(gh, pr.repo, comparison.merge_base)
+    # The merge base is the default branch's head when the PR targets it and is up to date.
+    on_default = pr.base_ref == pr.default_branch and comparison.merge_base == pr.base_sha
+    repo_settings = await services.settings.get(
+        gh,
+        repo=pr.repo.full_name,
+        repo_url=pr.repo.url,
+        default_branch=pr.default_branch,
+        default_head=base if on_default else None,
+    )
+    head = await reader.at_head(gh, pr.repo, base, comparison)
+    return await asyncio.to_thread(
+        services.plan, base, head, repo_settings.settings, pr.labels, repo_settings.findings
+    )
+
+
+def describe_failure(exc: BaseException) -> str:
+    """Why planning stopped, in words safe to publish (never a raw message that may hold data)."""
+    if isinstance(exc, asyncio.CancelledError):
+        return "the bot was stopped (restart or shutdown) while planning"
+    if isinstance(exc, AmbiguousWrite | GitHubUnavailable | SnapshotError | PayloadError):
+        return str(exc)
+    if isinstance(exc, gidgethub.RateLimitExceeded):
+        return "GitHub's rate limit is exhausted for now"
+    if isinstance(exc, gidgethub.HTTPException):
+        return f"GitHub answered {int(exc.status_code)} {exc.status_code.phrase}"
+    return f"an internal error ({type(exc).__name__}); the bot's log has the details"

@@ -1,0 +1,151 @@
+"""The aiohttp application factory (aiohttp-demos style): routes, one session, background workers.
+
+`create_app(settings)` wires the webhook route, health, readiness and metrics.
+Its cleanup contexts open the one `ClientSession` (closed on shutdown), build
+the GitHub client factory, and start the queue's workers (drained and stopped on
+shutdown). Each queued job gets a client bound to its installation and is
+dispatched through the merged router with the shared services.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import aiohttp
+import cachetools
+from aiohttp import web
+from gidgethub import routing, sansio
+
+from bot.github.client import RetryPolicy
+from bot.github.factory import GitHubFactory
+from bot.handlers.context import Services
+from bot.web.keys import (
+    DELIVERIES,
+    GITHUB,
+    METRICS,
+    QUEUE,
+    ROUTER,
+    SERVICES,
+    SESSION,
+    SETTINGS,
+)
+from bot.web.logs import install_record_factory
+from bot.web.metrics import CONTENT_TYPE, Metrics
+from bot.web.queue import Handler, Job, JobQueue, Observer
+from bot.web.settings import ServerSettings
+from bot.web.webhook import receive
+
+# Deliveries remembered for deduplication: GitHub redelivers on request, within days.
+DEDUPE_TTL_SECONDS = 3 * 24 * 3600
+DEDUPE_MAX = 100_000
+DRAIN_SECONDS = 20.0
+
+
+def create_app(
+    settings: ServerSettings,
+    *,
+    router: routing.Router | None = None,
+    services: Services | None = None,
+    policy: RetryPolicy | None = None,
+) -> web.Application:
+    """The hubbot web application for `settings` (router, services and retry policy injectable)."""
+    install_record_factory()
+    # A little above the cap, so an oversized body is answered 413 by our check, not aiohttp's.
+    app = web.Application(client_max_size=settings.max_webhook_bytes + 1)
+    app[SETTINGS] = settings
+    app[METRICS] = Metrics()
+    if router is None:
+        from bot.handlers.router import router as default_router
+
+        router = default_router
+    app[ROUTER] = router
+    app[SERVICES] = services or Services(app_id=settings.app_id)
+    app[DELIVERIES] = cachetools.TTLCache(maxsize=DEDUPE_MAX, ttl=DEDUPE_TTL_SECONDS)
+    app[QUEUE] = JobQueue(
+        _dispatcher(app),
+        maxsize=settings.queue_size,
+        workers=settings.workers,
+        on_done=_observer(app[METRICS]),
+    )
+    app[METRICS].queue_depth.set_function(lambda: app[QUEUE].depth)
+    app[METRICS].queue_running.set_function(lambda: app[QUEUE].running)
+    app.router.add_post("/webhook", receive)
+    app.router.add_post("/", receive)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.cleanup_ctx.append(_github(policy or RetryPolicy(timeout=settings.request_timeout)))
+    app.cleanup_ctx.append(_workers)
+    return app
+
+
+def _github(policy: RetryPolicy) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        settings = app[SETTINGS]
+        # One session for the app's life (aiohttp: "don't create a session per request").
+        async with aiohttp.ClientSession() as session:
+            app[SESSION] = session
+            app[GITHUB] = GitHubFactory(
+                session,
+                app_id=settings.app_id,
+                private_key=settings.private_key,
+                base_url=settings.github_url,
+                requester=settings.requester,
+                policy=policy,
+                recorder=app[METRICS],
+            )
+            yield
+
+    return context
+
+
+async def _workers(app: web.Application) -> AsyncIterator[None]:
+    queue = app[QUEUE]
+    queue.start()
+    yield
+    await queue.close(drain_timeout=DRAIN_SECONDS)
+
+
+def _dispatcher(app: web.Application) -> Handler:
+    async def handle(job: Job) -> None:
+        event = sansio.Event(job.payload, event=job.event, delivery_id=job.delivery_id)
+        gh = app[GITHUB].for_installation(int(job.payload["installation"]["id"]))
+        await app[ROUTER].dispatch(event, gh, services=app[SERVICES])
+
+    return handle
+
+
+def _observer(metrics: Metrics) -> Observer:
+    def observe(job: Job, result: str, seconds: float | None) -> None:
+        metrics.handled(job.event, result, seconds)
+
+    return observe
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Alive: the process answers."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready: settings loaded, the GitHub session open, and the queue not saturated."""
+    app = request.app
+    queue = app[QUEUE]
+    problems = []
+    if GITHUB not in app:
+        problems.append("GitHub client not started")
+    if queue.saturated:
+        problems.append("queue saturated")
+    body = {
+        "status": "ready" if not problems else "not ready",
+        "problems": problems,
+        "queue_depth": queue.depth,
+        "queue_max": queue.maxsize,
+    }
+    return web.json_response(body, status=503 if problems else 200)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus exposition of the app's own registry."""
+    body = request.app[METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})

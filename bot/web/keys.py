@@ -1,0 +1,23 @@
+"""Typed keys of the aiohttp application (`app[QUEUE]` is a `JobQueue` to mypy)."""
+
+from __future__ import annotations
+
+import aiohttp
+import cachetools
+from aiohttp import web
+from gidgethub import routing
+
+from bot.github.factory import GitHubFactory
+from bot.handlers.context import Services
+from bot.web.metrics import Metrics
+from bot.web.queue import JobQueue
+from bot.web.settings import ServerSettings
+
+SETTINGS = web.AppKey("settings", ServerSettings)
+METRICS = web.AppKey("metrics", Metrics)
+ROUTER = web.AppKey("router", routing.Router)
+QUEUE = web.AppKey("queue", JobQueue)
+DELIVERIES = web.AppKey("deliveries", cachetools.TTLCache[tuple[str, str], bool])
+SERVICES = web.AppKey("services", Services)
+SESSION = web.AppKey("session", aiohttp.ClientSession)
+GITHUB = web.AppKey("github", GitHubFactory)
