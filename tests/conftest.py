@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import http
+import json
+import uuid
 from pathlib import Path
+from typing import Any
 
+import gidgethub
 import pytest
+from gidgethub import sansio
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "config"
@@ -20,3 +28,104 @@ def snapshot_2i2c() -> Path:
     if not SNAPSHOT_2I2C.is_dir():
         pytest.skip("../shared/fixtures is absent")
     return SNAPSHOT_2I2C
+
+
+# --- GitHub App helpers (webhooks, a recording GitHub fake, app keys) -------------------------
+
+SAMPLES = Path(__file__).resolve().parent / "samples"
+
+
+def sample(event: str, name: str) -> dict[str, Any]:
+    """A recorded webhook payload from tests/samples (GitHub's own examples), as a fresh dict."""
+    data: dict[str, Any] = json.loads((SAMPLES / event / f"{name}.json").read_text())
+    return data
+
+
+def sign(body: bytes, secret: str) -> str:
+    """The X-Hub-Signature-256 value GitHub would send."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def webhook_headers(
+    event: str, body: bytes, secret: str | None, *, delivery: str | None = None, hook: str = "1"
+) -> dict[str, str]:
+    """The headers of a webhook delivery, signed with `secret` when given."""
+    headers = {
+        "Content-Type": "application/json",
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
+        "X-GitHub-Hook-ID": hook,
+        "User-Agent": "GitHub-Hookshot/test",
+    }
+    if secret is not None:
+        headers["X-Hub-Signature-256"] = sign(body, secret)
+    return headers
+
+
+@pytest.fixture(scope="session")
+def private_key_pem() -> str:
+    """A throwaway RSA key, as a GitHub App's private key."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+class FakeGH:
+    """A recording stand-in for a gidgethub client, keyed by `sansio.format_url(url, url_vars)`.
+
+    `responses[(METHOD, url)]` is a value, an exception to raise, or a list of those
+    consumed in order (the last one repeats). Every call is recorded in `calls`.
+    """
+
+    def __init__(self, responses: dict[tuple[str, str], Any] | None = None) -> None:
+        self.responses: dict[tuple[str, str], Any] = dict(responses or {})
+        self.calls: list[tuple[str, str, Any]] = []
+
+    def _answer(self, method: str, url: str, url_vars: Any, data: Any = None) -> Any:
+        full = sansio.format_url(url, url_vars)
+        self.calls.append((method, full, data))
+        try:
+            answer = self.responses[(method, full)]
+        except KeyError:
+            raise gidgethub.BadRequest(http.HTTPStatus.NOT_FOUND, f"{method} {full}") from None
+        if isinstance(answer, list):
+            answer = answer.pop(0) if len(answer) > 1 else answer[0]
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    def urls(self, method: str | None = None) -> list[str]:
+        """The URLs called, in order (of one method)."""
+        return [u for m, u, _ in self.calls if method is None or m == method]
+
+    async def getitem(self, url: str, url_vars: Any = None, **kwargs: Any) -> Any:
+        return self._answer("GET", url, url_vars or {})
+
+    async def getiter(self, url: str, url_vars: Any = None, **kwargs: Any) -> Any:
+        for item in self._answer("GET", url, url_vars or {}):
+            yield item
+
+    async def post(self, url: str, url_vars: Any = None, *, data: Any, **kwargs: Any) -> Any:
+        return self._answer("POST", url, url_vars or {}, data)
+
+    async def patch(self, url: str, url_vars: Any = None, *, data: Any, **kwargs: Any) -> Any:
+        return self._answer("PATCH", url, url_vars or {}, data)
+
+    async def delete(self, url: str, url_vars: Any = None, **kwargs: Any) -> Any:
+        return self._answer("DELETE", url, url_vars or {})
+
+    async def download(self, url: str, *, max_bytes: int, accept: str = "*/*") -> bytes:
+        data: bytes = self._answer("DOWNLOAD", url, {})
+        return data
+
+
+@pytest.fixture
+def fake_gh() -> FakeGH:
+    """An empty recording GitHub fake."""
+    return FakeGH()

@@ -21,7 +21,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import aiohttp
 import gidgethub
@@ -60,6 +60,14 @@ class TokenSource(Protocol):
 
     def invalidate(self, installation_id: int, token: str | None = None) -> None:
         """Drop a token GitHub refused."""
+
+
+@runtime_checkable
+class Downloader(Protocol):
+    """A client that can fetch a binary body (tarballs); `GitHubClient` is one."""
+
+    async def download(self, url: str, *, max_bytes: int, accept: str = "*/*") -> bytes:
+        """GET a binary body."""
 
 
 class AmbiguousWrite(gidgethub.GitHubException):

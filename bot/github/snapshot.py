@@ -23,7 +23,7 @@ import cachetools
 from gidgethub.abc import GitHubAPI
 
 from bot.core.snapshot import Snapshot, git_blob_id
-from bot.github.client import GitHubClient
+from bot.github.client import Downloader
 from bot.github.tarball import DEFAULT_MAX_UNPACKED, TarballError, unpack
 
 logger = logging.getLogger(__name__)
@@ -258,8 +258,8 @@ class SnapshotReader:
         return content
 
     async def _from_tarball(self, gh: GitHubAPI, repo: RepoRef, sha: str) -> BlobSnapshot:
-        if not isinstance(gh, GitHubClient):
-            raise SnapshotError("reading a tarball needs a hubbot GitHubClient")
+        if not isinstance(gh, Downloader):
+            raise SnapshotError("reading a tarball needs a client that can download")
         data = await gh.download(f"{repo.url}/tarball/{sha}", max_bytes=self._max_tarball)
         self.tarball_fetches += 1
         try:

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.web.logs import delivery_context
+from bot.web.logs import delivery_context, install_record_factory
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ class JobQueue:
         workers: int,
         on_done: Observer | None = None,
     ) -> None:
+        install_record_factory()  # so the failure log line carries the delivery id
         self._handler = handler
         self.maxsize = maxsize
         self._workers_wanted = workers
