@@ -76,11 +76,18 @@ def private_key_pem() -> str:
     ).decode()
 
 
+class Answers(list[Any]):
+    """Successive answers to one request, consumed in order (the last one repeats)."""
+
+    def __init__(self, *answers: Any) -> None:
+        super().__init__(answers)
+
+
 class FakeGH:
     """A recording stand-in for a gidgethub client, keyed by `sansio.format_url(url, url_vars)`.
 
-    `responses[(METHOD, url)]` is a value, an exception to raise, or a list of those
-    consumed in order (the last one repeats). Every call is recorded in `calls`.
+    `responses[(METHOD, url)]` is a value, an exception to raise, or `Answers(...)` of
+    those. Every call is recorded in `calls`.
     """
 
     def __init__(self, responses: dict[tuple[str, str], Any] | None = None) -> None:
@@ -94,7 +101,7 @@ class FakeGH:
             answer = self.responses[(method, full)]
         except KeyError:
             raise gidgethub.BadRequest(http.HTTPStatus.NOT_FOUND, f"{method} {full}") from None
-        if isinstance(answer, list):
+        if isinstance(answer, Answers):
             answer = answer.pop(0) if len(answer) > 1 else answer[0]
         if isinstance(answer, BaseException):
             raise answer
