@@ -190,8 +190,8 @@ class Schedule:
         self.lanes[step.cluster].running += 1
         self.running += 1
 
-    def finish(self, step: Step, ok: bool, detail: str = "") -> list[Step]:
-        """Record how a running step ended; returns the steps this blocked."""
+    def finish(self, step: Step, ok: bool, detail: str = "") -> list[tuple[Step, str]]:
+        """Record how a running step ended; returns the steps this blocked, and why."""
         wave = self._wave(step)
         if wave.state[step.key] != "running":
             raise ValueError(f"{step.key} is not running")
@@ -200,7 +200,7 @@ class Schedule:
             wave.detail[step.key] = detail
         self.lanes[step.cluster].running -= 1
         self.running -= 1
-        blocked: list[Step] = []
+        blocked: list[tuple[Step, str]] = []
         if not ok and step.stage == "support":
             blocked = self._block(wave, ("staging", "prod"), f"support failed on {step.cluster}")
         elif not ok and step.stage == "staging":
@@ -221,13 +221,13 @@ class Schedule:
             self._advance(cluster)
         return cancelled
 
-    def _block(self, wave: Wave, stages: tuple[Stage, ...], why: str) -> list[Step]:
+    def _block(self, wave: Wave, stages: tuple[Stage, ...], why: str) -> list[tuple[Step, str]]:
         blocked = []
         for key, step in wave.steps.items():
             if step.stage in stages and wave.state[key] == "queued":
                 wave.state[key] = "blocked"
                 wave.detail[key] = why
-                blocked.append(step)
+                blocked.append((step, why))
         return blocked
 
     def _advance(self, cluster: str) -> None:
