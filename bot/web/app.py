@@ -140,6 +140,7 @@ async def readyz(request: web.Request) -> web.Response:
         "status": "ready" if not problems else "not ready",
         "problems": problems,
         "queue_depth": queue.depth,
+        "queue_running": queue.running,
         "queue_max": queue.maxsize,
     }
     return web.json_response(body, status=503 if problems else 200)
