@@ -178,8 +178,9 @@ def archive(repo: Path, sha: str) -> bytes:
     ).stdout
 
 
-def compare_answer(repo: Path, base: str, head: str) -> dict[str, Any]:
-    """What GitHub's compare would say, computed by git."""
+def compare_answer(repo: Path, base: str, head: str, *, patches: bool = False) -> dict[str, Any]:
+    """What GitHub's compare would say, computed by git (with `patch` texts if asked)."""
+    merge_base = git(repo, "merge-base", base, head).strip()
     files = []
     for line in git(repo, "diff", "--name-status", "-M", f"{base}...{head}").splitlines():
         status, *paths = line.split("\t")
@@ -190,8 +191,10 @@ def compare_answer(repo: Path, base: str, head: str) -> dict[str, Any]:
             entry["sha"] = git(repo, "rev-parse", f"{head}:{path}").strip()
         if kind == "renamed":
             entry["previous_filename"] = paths[0]
+        if patches and kind != "removed":
+            text = git(repo, "diff", "--no-color", "-M", merge_base, head, "--", *paths)
+            entry["patch"] = text[text.index("@@") :] if "@@" in text else ""
         files.append(entry)
-    merge_base = git(repo, "merge-base", base, head).strip()
     return {"merge_base_commit": {"sha": merge_base}, "files": files}
 
 
@@ -225,9 +228,9 @@ class World:
                 self.repo, blob
             )
 
-    def compare(self, base: str, head: str) -> None:
+    def compare(self, base: str, head: str, *, patches: bool = False) -> None:
         self.gh.responses[("GET", f"{REPO.url}/compare/{base}...{head}")] = compare_answer(
-            self.repo, base, head
+            self.repo, base, head, patches=patches
         )
 
     def count(self, kind: str) -> int:
@@ -371,3 +374,42 @@ async def test_a_tarball_of_another_commit_is_refused() -> None:
 def test_an_odd_compare_answer_is_a_snapshot_error(answer: dict[str, Any]) -> None:
     with pytest.raises(SnapshotError):
         Comparison.from_api(answer, "h")
+
+
+async def test_patches_from_compare_make_the_head_free(tmp_path: Path) -> None:
+    files = {f"hubs/h{n}.yaml": f"n: {n}\nname: hub{n}\n" for n in range(10)}
+    world = World(tmp_path, {**files, "old-name.yaml": "moved: true\n"})
+    base = rev(world.repo, "HEAD")
+    git(world.repo, "mv", "old-name.yaml", "new-name.yaml")
+    changes: dict[str, str | None] = {
+        f"hubs/h{n}.yaml": f"n: {n}0\nname: hub{n}\n" for n in range(8)
+    }
+    changes |= {
+        "hubs/h9.yaml": None,
+        "hubs/added.yaml": "brand: new",
+        "new-name.yaml": "moved: yes\n",
+    }
+    head = world.push(changes)
+    world.compare(base, head, patches=True)
+    reader = SnapshotReader()
+    base_snap = await reader.at_commit(world.gh, REPO, base)
+    comparison = await reader.compare(world.gh, REPO, base, head)
+    head_snap = await reader.at_head(world.gh, REPO, base_snap, comparison)
+    same_files(head_snap, world.repo, head)
+    assert world.count("/git/blobs/") == 0 and world.count("/tarball/") == 1
+    assert reader.patched == 10
+
+
+async def test_a_wrong_patch_costs_a_fetch_not_a_wrong_file(tmp_path: Path) -> None:
+    world = World(tmp_path, {"a.yaml": "a: 1\n", "b.yaml": "b: 1\n"})
+    base = rev(world.repo, "HEAD")
+    head = world.push({"a.yaml": "a: 2\n"})
+    world.compare(base, head, patches=True)
+    answer = world.gh.responses[("GET", f"{REPO.url}/compare/{base}...{head}")]
+    answer["files"][0]["patch"] = "@@ -1 +1 @@\n-a: 1\n+a: 3"  # applies, but to the wrong text
+    reader = SnapshotReader()
+    base_snap = await reader.at_commit(world.gh, REPO, base)
+    comparison = await reader.compare(world.gh, REPO, base, head)
+    head_snap = await reader.at_head(world.gh, REPO, base_snap, comparison)
+    same_files(head_snap, world.repo, head)
+    assert world.count("/git/blobs/") == 1 and reader.patched == 0

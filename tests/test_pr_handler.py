@@ -80,6 +80,8 @@ class Repo(World):
         self.main = rev(self.repo, "HEAD")
         git(self.repo, "checkout", "-qb", "feature")
 
+    patches = True  # GitHub's compare sends them; the sandbox may not
+
     def event(self, action: str, head: str, **changes: Any) -> sansio.Event:
         data = sample("pull_request", "synchronize" if action == "edited" else action)
         data["action"] = action
@@ -99,7 +101,7 @@ class Repo(World):
                 pr[key] = value
             else:
                 data[key] = value
-        self.compare(self.main, head)
+        self.compare(self.main, head, patches=self.patches)
         return sansio.Event(data, event="pull_request", delivery_id=f"d-{action}-{head[:6]}")
 
     def checks(self) -> list[dict[str, Any]]:
@@ -124,15 +126,18 @@ def services(planner: StandInPlanner) -> Services:
     return Services(app_id="42", plan=planner)
 
 
+@pytest.mark.parametrize(("patches", "calls"), [(True, 6), (False, 7)])
 async def test_opened_plans_comments_and_checks_within_budget(
-    tmp_path: Path, services: Services, planner: StandInPlanner
+    tmp_path: Path, services: Services, planner: StandInPlanner, patches: bool, calls: int
 ) -> None:
     world = Repo(tmp_path, FILES)
+    world.patches = patches
     head = world.push({"config/clusters/c1/hub1.values.yaml": "n: 1\nbad: true\n"})
     await router.dispatch(world.event("opened", head), world.gh, services=services)
-    methods = [(m, u.split("/octo/infra")[-1].split("?")[0]) for m, u, _ in world.gh.calls]
-    assert methods[0] == ("POST", "/check-runs")  # feedback first
-    assert len(world.gh.calls) <= 7  # + the token request = 8 cold
+    paths = [(m, u.split("/octo/infra")[-1].split("?")[0]) for m, u, _ in world.gh.calls]
+    assert paths[0] == ("POST", "/check-runs")  # feedback first
+    # + the token request: 7 cold with GitHub's patches, 8 when the blob must be fetched.
+    assert len(world.gh.calls) == calls
     assert planner.calls[0]["changed"] == ["config/clusters/c1/hub1.values.yaml"]
     assert world.comment_bodies() == [
         f"{MARKER}\nchanged: config/clusters/c1/hub1.values.yaml\nlabels: []"
@@ -151,16 +156,18 @@ async def test_opened_plans_comments_and_checks_within_budget(
     ]
 
 
+@pytest.mark.parametrize(("patches", "calls"), [(True, 4), (False, 5)])
 async def test_a_second_push_updates_in_place_within_the_warm_budget(
-    tmp_path: Path, services: Services
+    tmp_path: Path, services: Services, patches: bool, calls: int
 ) -> None:
     world = Repo(tmp_path, FILES)
+    world.patches = patches
     first = world.push({f"config/clusters/c1/hub{n}.values.yaml": f"n: {n}{n}\n" for n in range(4)})
     await router.dispatch(world.event("opened", first), world.gh, services=services)
     world.gh.calls.clear()
     second = world.push({"config/clusters/c1/hub5.values.yaml": "n: 55\n"})
     await router.dispatch(world.event("synchronize", second), world.gh, services=services)
-    assert len(world.gh.calls) <= 5
+    assert len(world.gh.calls) == calls
     assert [m for m, u, _ in world.gh.calls if "comments" in u] == ["PATCH"]
     assert world.checks()[-1]["conclusion"] == "success"
 

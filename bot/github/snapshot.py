@@ -3,8 +3,10 @@
 - A whole commit comes from one tarball (`GET /repos/{o}/{r}/tarball/{sha}`).
 - A PR head is its merge base overlaid with the files `compare` says changed.
   Their head blob ids are in the compare answer, so blobs already seen (in any
-  earlier tarball or blob call) cost nothing; one or two missing blobs cost one
-  `GET /git/blobs/{sha}` each; more cost the head tarball instead.
+  earlier tarball or blob call) cost nothing; so do blobs rebuilt from the
+  base content and compare's `patch`, when the result has the right blob id;
+  one or two still missing cost one `GET /git/blobs/{sha}` each; more cost the
+  head tarball instead.
 - Blobs live in a byte-bounded LRU keyed by git blob id: a blob id never changes
   meaning, so it never needs invalidating and is never fetched twice while held.
 - Whole snapshots are cached by (repository, commit), since commits never change.
@@ -24,6 +26,7 @@ from gidgethub.abc import GitHubAPI
 
 from bot.core.snapshot import Snapshot, git_blob_id
 from bot.github.client import Downloader
+from bot.github.patch import PatchError, apply_patch
 from bot.github.tarball import DEFAULT_MAX_UNPACKED, TarballError, unpack
 
 logger = logging.getLogger(__name__)
@@ -121,6 +124,7 @@ class ChangedFile:
     status: str
     sha: str | None
     previous: str | None = None
+    patch: str | None = None  # GitHub's unified-diff hunks, when it sent them
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +149,7 @@ class Comparison:
                     status=str(f["status"]),
                     sha=f.get("sha") or None,
                     previous=f.get("previous_filename") or None,
+                    patch=f.get("patch") if isinstance(f.get("patch"), str) else None,
                 )
                 for f in raw  # type: ignore[attr-defined]
             )
@@ -178,6 +183,7 @@ class SnapshotReader:
         self._locks: cachetools.LRUCache[tuple[str, str], asyncio.Lock] = cachetools.LRUCache(256)
         self.blob_fetches = 0
         self.tarball_fetches = 0
+        self.patched = 0  # head blobs rebuilt from compare's patches
 
     def cached(self, repo: RepoRef, sha: str) -> BlobSnapshot | None:
         """The snapshot of `sha` if already read."""
@@ -226,6 +232,7 @@ class SnapshotReader:
                 was_link = base.exists(f.path) and base.is_symlink(f.path)
                 changes[f.path] = (f.sha, was_link)
         wanted = {e[0] for e in changes.values() if e is not None}
+        self._rebuild_from_patches(base, comparison)
         missing = [b for b in wanted if b not in self.blobs and base.content_of(b) is None]
         if len(missing) > MAX_SINGLE_BLOBS:
             return await self.at_commit(gh, repo, comparison.head)
@@ -243,6 +250,28 @@ class SnapshotReader:
         snapshot = base.overlay(changes, store, sha=comparison.head)
         self._snapshots[(repo.full_name, comparison.head)] = snapshot
         return snapshot
+
+    def _rebuild_from_patches(self, base: BlobSnapshot, comparison: Comparison) -> None:
+        """Head blobs rebuilt from base content and compare's patches, kept if their id matches."""
+        for f in comparison.files:
+            if f.sha is None or f.sha in self.blobs or base.content_of(f.sha) is not None:
+                continue
+            source = f.previous if f.status == "renamed" and f.previous else f.path
+            if base.exists(source):
+                old = base.read(source)
+            elif f.status == "added":
+                old = b""
+            else:
+                continue
+            if f.patch is None and f.status not in ("renamed", "changed"):
+                continue
+            try:
+                content = apply_patch(old, f.patch or "")
+            except PatchError:
+                continue
+            if git_blob_id(content) == f.sha:
+                self.patched += 1
+                self._remember(f.sha, content)
 
     async def blob(self, gh: GitHubAPI, repo: RepoRef, sha: str) -> bytes:
         """One blob by id, from the LRU or `GET /git/blobs/{sha}` (checked against its id)."""
