@@ -1,0 +1,270 @@
+"""End to end: `hubbot serve` and the GitHub double on loopback, over a fresh copy of config/.
+
+The bot and the double run in this process on real sockets (one test runs both as
+real subprocesses). Webhooks are the double's, signed; the PR is driven through its
+control API; what the PR shows is read back from it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from bot.github.client import RetryPolicy
+from bot.web.app import create_app
+from bot.web.keys import GITHUB, QUEUE
+from bot.web.settings import ServerSettings
+from tests.conftest import EXAMPLE, webhook_headers
+
+sandbox_app = pytest.importorskip("bot.sandbox.github.app", reason="the GitHub double")
+pytest.importorskip("bot.core.semantic", reason="the core planner")
+
+SECRET = "e2e-webhook-secret"
+MARKER = "<!-- hubbot:plan -->"
+STAGING = "config/clusters/uni-a/staging.values.yaml"
+STAGING_TEXT = "jupyterhub:\n  singleuser:\n    memory:\n      guarantee: 512M\n      limit: 1G\n"
+FAST = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05, timeout=2.0)
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True
+    ).stdout
+
+
+def fresh_repo(source: Path, target: Path) -> Path:
+    """A new git repository (default branch main) holding a copy of `source`."""
+    shutil.copytree(source, target, symlinks=True)
+    git(target, "init", "-q", "-b", "main")
+    git(target, "add", "-A")
+    git(target, "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "init")
+    return target
+
+
+@dataclass
+class Stack:
+    """The double and the bot, wired to each other, and a session to drive them."""
+
+    sandbox: Any
+    bot_url: str
+    app: web.Application
+    http: aiohttp.ClientSession
+    tokens: list[str]
+
+    async def control(self, method: str, path: str, body: Any = None) -> Any:
+        url = f"{self.sandbox.control_url}{path}"
+        async with self.http.request(method, url, json=body) as resp:
+            data = await resp.json()
+            assert resp.status < 300, data
+            return data
+
+    async def settle(self) -> None:
+        """Wait until the bot has handled everything it accepted."""
+        assert await self.app[QUEUE].join(60), "the bot did not finish in time"
+
+    async def pull(self, number: int) -> dict[str, Any]:
+        data: dict[str, Any] = await self.control("GET", f"/pulls/{number}")
+        return data
+
+    def requests_since(self, index: int) -> list[Any]:
+        return self.sandbox.requests[index:]
+
+
+async def start_stack(repo: Path, *, policy: RetryPolicy = FAST) -> tuple[Any, web.AppRunner]:
+    sandbox = sandbox_app.GitHubSandbox(repo, webhook_secret=SECRET)
+    await sandbox.start()
+    settings = ServerSettings(
+        app_id=str(sandbox.app_id),
+        private_key=sandbox.private_key,
+        webhook_secret=SECRET,
+        github_url=sandbox.api_url,
+        workers=2,
+    )
+    runner = web.AppRunner(create_app(settings, policy=policy), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return sandbox, runner
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    if not EXAMPLE.is_dir():
+        pytest.skip("config/ (the example repository) is absent")
+    repo = fresh_repo(EXAMPLE, tmp_path / "repo")
+    sandbox, runner = await start_stack(repo)
+    port = runner.addresses[0][1]
+    async with aiohttp.ClientSession() as http:
+        stack = Stack(sandbox, f"http://127.0.0.1:{port}", runner.app, http, [])
+        record_tokens(runner.app, stack.tokens)
+        await stack.control("POST", "/webhook", {"url": f"{stack.bot_url}/webhook"})
+        yield stack
+    await runner.cleanup()
+    await sandbox.close()
+
+
+def record_tokens(app: web.Application, seen: list[str]) -> None:
+    """Keep every installation token the bot receives, to scan logs and pages for them."""
+    tokens = app[GITHUB].tokens
+    fetch = tokens._fetch
+
+    async def recording(installation_id: int) -> dict[str, Any]:
+        answer = await fetch(installation_id)
+        seen.append(str(answer.get("token")))
+        return answer
+
+    tokens._fetch = recording
+
+
+async def open_pr(stack: Stack, files: dict[str, str | None], branch: str = "edit") -> int:
+    await stack.control("POST", "/branches", {"name": branch, "from": "main", "files": files})
+    answer = await stack.control("POST", "/pulls", {"head": branch, "base": "main"})
+    await stack.settle()
+    return int(answer["number"])
+
+
+def plan_runs(view: dict[str, Any], sha: str) -> list[dict[str, Any]]:
+    return [r for r in view["check_runs"] if r["name"] == "hubbot/plan" and r["head_sha"] == sha]
+
+
+async def test_a_pr_gets_one_comment_and_a_check_with_exact_annotations(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    bad = STAGING_TEXT + "nfs:\n  enabled: maybe\n"
+    number = await open_pr(stack, {STAGING: bad})
+    view = await stack.pull(number)
+    (comment,) = view["comments"]
+    assert comment["body"].startswith(MARKER)
+    assert comment["user_type"] == "Bot"
+    assert "error" in comment["body"] and "staging.values.yaml" in comment["body"]
+    (run,) = plan_runs(view, view["head"]["sha"])
+    assert (run["status"], run["conclusion"]) == ("completed", "failure")
+    where = {(a["path"], a["start_line"], a["annotation_level"]) for a in run["annotations"]}
+    assert (STAGING, 7, "failure") in where  # `enabled: maybe` is line 7 of the new file
+
+    # A second push fixes it: the same comment is edited, a new check run succeeds.
+    await stack.control(
+        "POST", f"/pulls/{number}/commits", {"files": {STAGING: STAGING_TEXT.replace("1G", "2G")}}
+    )
+    await stack.settle()
+    view = await stack.pull(number)
+    (again,) = view["comments"]
+    assert again["id"] == comment["id"] and again["body"] != comment["body"]
+    assert "uni-a" in again["body"] and "staging" in again["body"]
+    (run,) = plan_runs(view, view["head"]["sha"])
+    assert (run["status"], run["conclusion"]) == ("completed", "success")
+    assert run["annotations"] == []
+
+    # Reverting the change: the comment says nothing deploys, never stale.
+    await stack.control("POST", f"/pulls/{number}/commits", {"files": {STAGING: STAGING_TEXT}})
+    await stack.settle()
+    view = await stack.pull(number)
+    assert "Nothing will deploy" in view["comments"][0]["body"]
+    assert all(r["status"] == "completed" for r in view["check_runs"])
+    assert stack.sandbox.violations == []
+    scan_for_secrets(stack, caplog.text)
+
+
+def scan_for_secrets(stack: Stack, text: str) -> None:
+    """No token, key or webhook secret in what the bot logged or wrote on GitHub."""
+    secrets = [SECRET, "PRIVATE KEY", stack.sandbox.private_key.splitlines()[1]]
+    assert stack.tokens, "no installation token was issued"
+    secrets += stack.tokens
+    published = json.dumps([c.body for c in stack.sandbox.state.comments.values()])
+    published += json.dumps([r.output for r in stack.sandbox.state.check_runs.values()])
+    for secret in secrets:
+        assert secret not in text
+        assert secret not in published
+
+
+async def test_a_redelivered_event_is_processed_once(stack: Stack) -> None:
+    number = await open_pr(stack, {STAGING: STAGING_TEXT.replace("1G", "3G")})
+    deliveries = await stack.control("GET", "/deliveries")
+    opened = next(d for d in deliveries if d["event"] == "pull_request" and d["action"] == "opened")
+    before = len(stack.sandbox.requests)
+    again = await stack.control("POST", "/redeliver", {"delivery": opened["id"]})
+    await stack.settle()
+    assert again["status"] == 202
+    assert len(stack.sandbox.requests) == before  # nothing was done twice
+    view = await stack.pull(number)
+    assert len(view["comments"]) == 1
+    assert len(plan_runs(view, view["head"]["sha"])) == 1
+
+
+@pytest.mark.parametrize(
+    ("case", "status"),
+    [("unsigned", 401), ("wrong-secret", 401), ("bad-json", 400), ("no-event", 400), ("huge", 413)],
+)
+async def test_the_bot_answers_bad_deliveries(stack: Stack, case: str, status: int) -> None:
+    body = b"{not json" if case == "bad-json" else json.dumps({"zen": "x"}).encode()
+    if case == "huge":
+        body = b'{"pad": "' + b"x" * (25 * 1024 * 1024 + 10) + b'"}'
+    secret = None if case == "unsigned" else ("other" if case == "wrong-secret" else SECRET)
+    headers = webhook_headers("ping", body, secret)
+    if case == "no-event":
+        del headers["X-GitHub-Event"]
+    import io
+
+    async with stack.http.post(
+        f"{stack.bot_url}/webhook", data=io.BytesIO(body), headers=headers
+    ) as resp:
+        assert resp.status == status
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"method": "GET", "path": "/compare/", "status": 502, "times": 2},
+        {"method": "GET", "path": "/codeload/", "delay_seconds": 3, "times": 1},
+        {
+            "method": "PATCH",
+            "path": "/check-runs/",
+            "status": 403,
+            "times": 1,
+            "headers": {"Retry-After": "0"},
+        },
+        {"method": "POST", "path": "/issues/\\d+/comments", "status": 502, "times": 1},
+        {
+            "method": "POST",
+            "path": "/check-runs$",
+            "status": 429,
+            "times": 1,
+            "headers": {"Retry-After": "0"},
+        },
+    ],
+    ids=["compare-502", "tarball-timeout", "check-secondary-limit", "comment-502", "check-429"],
+)
+async def test_faults_mid_way_still_end_with_a_correct_comment_and_a_concluded_check(
+    stack: Stack, fault: dict[str, Any]
+) -> None:
+    await stack.control("POST", "/faults", fault)
+    number = await open_pr(stack, {STAGING: STAGING_TEXT.replace("1G", "4G")})
+    view = await stack.pull(number)
+    assert len(view["comments"]) == 1 and view["comments"][0]["body"].startswith(MARKER)
+    assert "uni-a" in view["comments"][0]["body"]
+    runs = plan_runs(view, view["head"]["sha"])
+    assert runs and all(r["status"] == "completed" for r in runs)
+    assert runs[-1]["conclusion"] == "success"
+    assert (await stack.control("GET", "/faults"))[0]["times"] == 0  # the fault did happen
+
+
+async def test_an_expired_token_is_replaced_mid_way(stack: Stack) -> None:
+    number = await open_pr(stack, {STAGING: STAGING_TEXT.replace("1G", "5G")})
+    await stack.control("POST", "/tokens/expire")
+    await stack.control(
+        "POST", f"/pulls/{number}/commits", {"files": {STAGING: STAGING_TEXT.replace("1G", "6G")}}
+    )
+    await stack.settle()
+    view = await stack.pull(number)
+    assert plan_runs(view, view["head"]["sha"])[-1]["conclusion"] == "success"
