@@ -304,6 +304,7 @@ def main() -> int:
                 proc.wait(timeout=30)
     figures["ratio"] = figures["hubbot_throughput"]["rps"] / figures["bare_throughput"]["rps"]
     if args.budget:
+        sys.path.insert(0, str(ROOT))
         from bench.budget import measure_budget
 
         figures["api_calls"] = asyncio.run(measure_budget())
