@@ -380,3 +380,17 @@ def test_token_is_never_in_error_messages() -> None:
     exc = AmbiguousWrite("POST", "/repos/{owner}/{repo}/check-runs", "timed out")
     assert "token" not in str(exc).lower()
     assert json.dumps(str(exc))
+
+
+async def test_credentials_never_leave_the_api_host(
+    aiohttp_server: Any, session: Any, server: TestServer, script: Script
+) -> None:
+    elsewhere = Script()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", elsewhere.handle)
+    other = await aiohttp_server(app)
+    elsewhere.on("/repos/o/r", (200, {"id": 1}, {}))
+    gh = make_client(session, server, Sleeps())
+    # A payload naming another host (a forged delivery in insecure mode, say) gets no token.
+    assert await gh.getitem(str(other.make_url("/repos/o/r"))) == {"id": 1}
+    assert "Authorization" not in elsewhere.requests[0][2]

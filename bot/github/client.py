@@ -191,11 +191,8 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
                 time_limit=self.policy.download_timeout,
             )
             if status in (301, 302, 303, 307, 308) and "location" in resp_headers:
-                target = URL(full).join(URL(resp_headers["location"]))
-                if target.origin() != self._api_origin:
-                    headers = {k: v for k, v in headers.items() if k != "authorization"}
-                    headers["x-hubbot-no-auth"] = "1"
-                full = str(target)
+                # Off the API host (codeload) the token is left behind by _send_with_retries.
+                full = str(URL(full).join(URL(resp_headers["location"])))
                 continue
             if status >= 300:
                 sansio.decipher_response(status, resp_headers, data)  # raises the right error
@@ -216,9 +213,12 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
         request_headers = dict(headers)
         safe = method in _IDEMPOTENT_METHODS or url.endswith("/access_tokens")
         safe = request_headers.pop(RETRY_SAFE_HEADER, None) is not None or safe
-        no_auth = request_headers.pop("x-hubbot-no-auth", None) is not None
+        off_host = URL(url).origin() != self._api_origin
+        if off_host:
+            # Credentials go to the API host only, whatever URL a payload or redirect names.
+            request_headers.pop("authorization", None)
         use_token = (
-            not no_auth
+            not off_host
             and "authorization" not in request_headers
             and self._tokens is not None
             and self.installation_id is not None
