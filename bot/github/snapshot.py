@@ -18,7 +18,7 @@ import asyncio
 import base64
 import binascii
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import cachetools
@@ -76,11 +76,6 @@ class BlobSnapshot(Snapshot):
     def content_of(self, blob: str) -> bytes | None:
         """The bytes of a blob this snapshot holds, by blob id."""
         return self._blobs.get(blob)
-
-    @property
-    def size(self) -> int:
-        """Total bytes of the distinct blobs this snapshot holds."""
-        return sum(len(b) for b in self._blobs.values())
 
     def overlay(
         self,
@@ -328,13 +323,3 @@ def _blob_content(data: object) -> bytes:
         return base64.b64decode(text, validate=False)
     except (binascii.Error, ValueError):
         raise SnapshotError("blob content is not valid base64") from None
-
-
-def changed_paths(files: Iterable[ChangedFile]) -> list[str]:
-    """Every path a comparison touches (renames count both names)."""
-    out: list[str] = []
-    for f in files:
-        out.append(f.path)
-        if f.previous is not None:
-            out.append(f.previous)
-    return out

@@ -17,6 +17,7 @@ import gidgethub
 from gidgethub import routing, sansio
 from gidgethub.abc import GitHubAPI
 
+from bot.github.auth import TokenError
 from bot.github.checks import (
     PLAN_CHECK,
     annotation,
@@ -182,6 +183,8 @@ def describe_failure(exc: BaseException) -> str:
         return "the bot was stopped (restart or shutdown) while planning"
     if isinstance(exc, AmbiguousWrite | GitHubUnavailable | SnapshotError | PayloadError):
         return str(exc)
+    if isinstance(exc, TokenError):
+        return "GitHub gave the app no installation token"
     if isinstance(exc, gidgethub.RateLimitExceeded):
         return "GitHub's rate limit is exhausted for now"
     if isinstance(exc, gidgethub.HTTPException):
