@@ -14,7 +14,11 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 from gidgethub import routing, sansio
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
+from bot.github.client import RetryPolicy
 from bot.web.app import create_app
 from bot.web.keys import QUEUE
 from bot.web.settings import ServerSettings
@@ -365,3 +369,45 @@ async def test_metrics_count_deliveries_with_bounded_labels(
     assert "an_event_github_never_sends" not in text
     sha = sample("pull_request", "opened")["pull_request"]["head"]["sha"]
     assert sha not in text
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+payloads = st.fixed_dictionaries(
+    {},
+    optional={
+        "action": st.sampled_from(["opened", "synchronize", "edited", "rerequested", "x"]),
+        "installation": st.sampled_from([{"id": 1}, {"id": "1"}, None, [], {"id": True}]),
+        "pull_request": json_values,
+        "repository": json_values,
+        "check_run": json_values,
+        "number": json_values,
+        "ref": json_values,
+    },
+)
+
+
+@hypothesis_settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    event=st.sampled_from(["pull_request", "push", "check_run", "check_suite", "ping", "zzz"]),
+    payload=payloads,
+)
+async def test_signed_garbage_never_gets_a_500_nor_kills_a_worker(
+    aiohttp_client: Any, private_key_pem: str, event: str, payload: dict[str, Any]
+) -> None:
+    policy = RetryPolicy(attempts=1, timeout=0.5)
+    client = await aiohttp_client(create_app(settings(private_key_pem), policy=policy))
+    body = json.dumps(payload).encode()
+    status, _ = await post(client, body, event=event)
+    assert status in (202, 400)
+    queue = client.app[QUEUE]
+    assert await queue.join(10)
+    assert queue.running == 0 and all(not t.done() for t in queue._tasks)
+    await client.close()

@@ -18,6 +18,10 @@ from bot.github.repo_settings import SettingsCache
 from bot.github.snapshot import SnapshotReader
 
 
+class PayloadError(ValueError):
+    """A payload lacks a field a handler needs; the web layer logs it without a traceback."""
+
+
 @dataclass(frozen=True, slots=True)
 class PlanOutcome:
     """The planner's answer in the shape the GitHub side posts."""

@@ -28,7 +28,7 @@ from bot.github.checks import (
 from bot.github.client import AmbiguousWrite, GitHubUnavailable
 from bot.github.comments import upsert_comment
 from bot.github.snapshot import RepoRef, SnapshotError
-from bot.handlers.context import PlanOutcome, Services
+from bot.handlers.context import PayloadError, PlanOutcome, Services
 from bot.handlers.planning import MARKER, conclusion_of
 
 logger = logging.getLogger(__name__)
@@ -45,10 +45,6 @@ REPLAN_ACTIONS = (
     "unlabeled",
 )
 REPLAN_TAG = "replan"
-
-
-class PayloadError(ValueError):
-    """The payload lacks a field we need (a malformed or unexpected event)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +100,7 @@ async def replan(event: sansio.Event, gh: GitHubAPI, *args: Any, services: Servi
     if data.get("action") == "edited" and "base" not in (data.get("changes") or {}):
         logger.debug("PR edited without a base change: nothing to re-plan")
         return
-    pr = PullRequest.from_payload(data["pull_request"], data["repository"])
+    pr = PullRequest.from_payload(data.get("pull_request") or {}, data.get("repository") or {})
     if pr.state != "open":
         logger.debug("PR #%s is %s: not re-planned", pr.number, pr.state)
         return
@@ -119,15 +115,21 @@ for _action in REPLAN_ACTIONS:
 @router.register("check_suite", action="rerequested")
 async def rerun(event: sansio.Event, gh: GitHubAPI, *args: Any, services: Services) -> None:
     """ "Re-run" on our check (or its suite): re-plan each PR it belongs to."""
-    item = event.data.get(event.event) or {}
+    item = event.data.get(event.event)
+    if not isinstance(item, Mapping):
+        raise PayloadError(f"{event.event} payload lacks its {event.event} object")
     if event.event == "check_run" and item.get("name") != PLAN_CHECK:
         return
-    app = item.get("app") or (item.get("check_suite") or {}).get("app") or {}
-    if services.app_id is not None and str(app.get("id")) != str(services.app_id):
+    app = item.get("app")
+    if services.app_id is not None and (
+        not isinstance(app, Mapping) or str(app.get("id")) != str(services.app_id)
+    ):
         return
     for ref in item.get("pull_requests") or ():
-        fresh = await gh.getitem(str(ref["url"]))
-        pr = PullRequest.from_payload(fresh, event.data["repository"])
+        if not isinstance(ref, Mapping) or not isinstance(ref.get("url"), str):
+            raise PayloadError("a pull request of the check has no url")
+        fresh = await gh.getitem(ref["url"])
+        pr = PullRequest.from_payload(fresh, event.data.get("repository") or {})
         if pr.state == "open":
             await plan_pull_request(gh, services, pr)
 

@@ -9,6 +9,7 @@ dispatched through the merged router with the shared services.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 
 import aiohttp
@@ -18,7 +19,7 @@ from gidgethub import routing, sansio
 
 from bot.github.client import RetryPolicy
 from bot.github.factory import GitHubFactory
-from bot.handlers.context import Services
+from bot.handlers.context import PayloadError, Services
 from bot.web.keys import (
     DELIVERIES,
     GITHUB,
@@ -34,6 +35,8 @@ from bot.web.metrics import CONTENT_TYPE, Metrics
 from bot.web.queue import Handler, Job, JobQueue, Observer
 from bot.web.settings import ServerSettings
 from bot.web.webhook import receive
+
+logger = logging.getLogger(__name__)
 
 # Deliveries remembered for deduplication: GitHub redelivers on request, within days.
 DEDUPE_TTL_SECONDS = 3 * 24 * 3600
@@ -110,7 +113,10 @@ def _dispatcher(app: web.Application) -> Handler:
     async def handle(job: Job) -> None:
         event = sansio.Event(job.payload, event=job.event, delivery_id=job.delivery_id)
         gh = app[GITHUB].for_installation(int(job.payload["installation"]["id"]))
-        await app[ROUTER].dispatch(event, gh, services=app[SERVICES])
+        try:
+            await app[ROUTER].dispatch(event, gh, services=app[SERVICES])
+        except PayloadError as exc:  # GitHub's payload lacks what we need: not our bug
+            logger.warning("%s event not handled: %s", job.event, exc)
 
     return handle
 
