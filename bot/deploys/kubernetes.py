@@ -1,0 +1,590 @@
+"""The Kubernetes executor: one batch/v1 Job per deploy target, through `kubernetes.aio`.
+
+`run(job)` creates the Job (see `kubemanifest` for what goes in it), watches it to its end
+and reports the tail of its pod's log. The Job, not this process, holds the state: it is
+found again by label after a restart (`recover()`), and `watch(job)` resumes without
+creating anything. Cancelling the task that awaits `run()` leaves the Job running (a
+shutting-down replica must not abort a helm upgrade); `cancel(job_id)` deletes it.
+
+Kubernetes API surface used (the bot's Role needs exactly this):
+- batch/v1 jobs: create, get, list, watch, patch, delete;
+- v1 pods: list; v1 pods/log: get;
+- coordination.k8s.io/v1 leases: get, create, update (see `leases.py`);
+- `/version/` (readiness check; open to every authenticated client by default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import aiohttp
+from kubernetes.aio import client, watch
+from kubernetes.aio.client.exceptions import ApiException
+from pydantic import ValidationError
+
+from bot.core.settings import KubernetesSettings
+from bot.deploys.executor import MAX_LOG_BYTES, DeployJob, DeployResult, Executor, tail
+from bot.deploys.kubemanifest import (
+    ANNOTATION_REPORTED,
+    ANNOTATION_STOPPED,
+    LABEL_JOB_ID,
+    MANAGED_BY,
+    MANAGER,
+    JobTemplateError,
+    build_job,
+    decode_job,
+    deploy_container,
+    job_name,
+    label_value,
+    repo_selector,
+)
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+RETRYABLE = frozenset({429, 500, 502, 503, 504})
+CONNECTION_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
+CUT = "[... earlier output cut ...]\n"  # as executor.tail() marks it
+
+
+class KubeApiError(Exception):
+    """A Kubernetes API call failed for good (not retryable, or retries ran out)."""
+
+    def __init__(self, what: str, status: int, reason: str, message: str = "") -> None:
+        self.what, self.status, self.reason, self.message = what, status, reason, message
+        text = f"Kubernetes API: {what}: " + (f"{status} {reason}" if status else reason)
+        super().__init__(text + (f": {message}" if message else ""))
+
+
+class KubeConfigError(Exception):
+    """No usable connection settings for the Kubernetes API."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Exponential backoff with jitter for 429/5xx answers and connection errors."""
+
+    attempts: int = 5
+    base_seconds: float = 0.2
+    max_seconds: float = 5.0
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before retry number `attempt` (0-based)."""
+        backoff: float = min(self.max_seconds, self.base_seconds * 2**attempt)
+        return backoff * random.uniform(0.5, 1.0)
+
+
+def api_error(what: str, exc: ApiException) -> KubeApiError:
+    """A KubeApiError from the client's exception, with the Status message (never headers)."""
+    message = ""
+    try:
+        message = str(json.loads(exc.body or "{}").get("message", ""))
+    except (ValueError, AttributeError):
+        message = ""
+    return KubeApiError(what, int(exc.status or 0), str(exc.reason or ""), message[:500])
+
+
+async def call(what: str, fn: Callable[[], Awaitable[T]], retry: RetryPolicy) -> T:
+    """Await `fn()`, retrying 429/5xx and connection errors; KubeApiError when it fails."""
+    for attempt in range(retry.attempts):
+        last = attempt == retry.attempts - 1
+        try:
+            return await fn()
+        except ApiException as exc:
+            if exc.status not in RETRYABLE or last:
+                raise api_error(what, exc) from None
+            logger.warning("%s: %s %s, retrying", what, exc.status, exc.reason)
+        except CONNECTION_ERRORS as exc:
+            if last:
+                raise KubeApiError(what, 0, f"cannot reach the API server ({exc!r})") from None
+            logger.warning("%s: %r, retrying", what, exc)
+        await asyncio.sleep(retry.delay(attempt))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def kube_configuration(
+    *, host: str | None = None, token: str | None = None, ca_file: str | None = None
+) -> client.Configuration:
+    """An explicit client Configuration: `host` (+ token, CA), or the in-cluster service account."""
+    configuration = client.Configuration()
+    if host is None:
+        from kubernetes.aio.config import ConfigException, load_incluster_config
+
+        try:
+            load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        except ConfigException as exc:
+            raise KubeConfigError(
+                f"not running in a cluster and no API host given: {exc}"
+            ) from None
+        return configuration
+    configuration.host = host.rstrip("/")
+    configuration.ssl_ca_cert = ca_file
+    if token:
+        configuration.api_key = {"BearerToken": token}
+        configuration.api_key_prefix = {"BearerToken": "Bearer"}
+    return configuration
+
+
+def check_job_template(settings: KubernetesSettings) -> None:
+    """Raise JobTemplateError unless the template makes a valid Job (validated once, up front)."""
+    probe = DeployJob("probe", "owner/repo", "cluster", "hub", "0" * 40, "true", 60.0)
+    manifest = build_job(
+        probe,
+        settings.job_template,
+        namespace=settings.namespace,
+        ttl_seconds=settings.ttl_seconds_after_finished,
+        deadline_seconds=60,
+    )
+    try:
+        model = client.V1Job.from_dict(manifest)
+    except ValidationError as exc:
+        where = ", ".join(".".join(str(p) for p in e["loc"]) for e in exc.errors()[:5])
+        raise JobTemplateError(f"job_template is not a valid batch/v1 Job: {where}") from None
+    assert model is not None
+    # The client's models drop fields they do not know, so a typo would vanish silently.
+    unknown = _dropped(manifest, json.loads(model.to_json()), "")
+    if unknown:
+        raise JobTemplateError(f"job_template has unknown fields: {', '.join(unknown[:5])}")
+
+
+def _dropped(sent: Any, kept: Any, path: str) -> list[str]:
+    """Paths present (not null) in `sent` but missing from `kept`."""
+    if isinstance(sent, dict) and isinstance(kept, dict):
+        out = []
+        for key, value in sent.items():
+            where = f"{path}.{key}" if path else str(key)
+            if key not in kept:
+                out += [] if value is None else [where]
+            else:
+                out += _dropped(value, kept[key], where)
+        return out
+    if isinstance(sent, list) and isinstance(kept, list):
+        return [
+            p
+            for i, (a, b) in enumerate(zip(sent, kept, strict=False))
+            for p in _dropped(a, b, f"{path}[{i}]")
+        ]
+    return []
+
+
+def _terminal(obj: client.V1Job) -> client.V1JobCondition | None:
+    for cond in (obj.status.conditions if obj.status else None) or []:
+        if cond.type in ("Complete", "Failed") and cond.status == "True":
+            return cond
+    return None
+
+
+def _annotations(obj: client.V1Job) -> dict[str, str]:
+    return dict((obj.metadata.annotations if obj.metadata else None) or {})
+
+
+class _Deleted(Exception):
+    """The watched Job was deleted; carries its last state."""
+
+    def __init__(self, obj: client.V1Job) -> None:
+        self.obj = obj
+
+
+class KubernetesExecutor(Executor):
+    """Runs each deploy as a Kubernetes Job and survives restarts by finding Jobs by label."""
+
+    name = "kubernetes"
+
+    def __init__(
+        self,
+        configuration: client.Configuration,
+        settings: KubernetesSettings,
+        *,
+        repo: str | None = None,
+        retry: RetryPolicy | None = None,
+        watch_seconds: int = 240,
+        deadline_grace_seconds: int = 30,
+        log_tail_lines: int = 2000,
+    ) -> None:
+        check_job_template(settings)
+        self.settings = settings
+        self.namespace = settings.namespace
+        self.repo = repo
+        self.retry = retry or RetryPolicy()
+        self.watch_seconds = watch_seconds
+        self.deadline_grace_seconds = deadline_grace_seconds
+        self.log_tail_lines = log_tail_lines
+        self._api = client.ApiClient(configuration)
+        self._batch = client.BatchV1Api(self._api)
+        self._core = client.CoreV1Api(self._api)
+        self._active: dict[str, str] = {}  # job id -> Job name, for jobs this process follows
+        self._cancelled: set[str] = set()
+
+    async def close(self) -> None:
+        """Close the API client (Jobs keep running; a new executor can recover them)."""
+        await self._api.close()  # type: ignore[no-untyped-call]
+
+    async def check(self) -> str:
+        """The API server's version (GET /version/), as a readiness check."""
+        info = await call("GET /version/", client.VersionApi(self._api).get_code, self.retry)
+        return str(info.git_version)
+
+    # -- the Executor interface ------------------------------------------------------------
+
+    async def run(self, job: DeployJob) -> DeployResult:
+        """Create the Job (or adopt one of the same name from an earlier process), watch it."""
+        if job.id in self._cancelled:
+            self._cancelled.discard(job.id)
+            return DeployResult("cancelled", "cancelled before it started")
+        started = time.monotonic()
+        try:
+            await self._create(job)
+        except KubeApiError as exc:
+            logger.error("deploy %s of %s: %s", job.id, job.target, exc)
+            return DeployResult("error", str(exc))
+        return await self._watch(job, started)
+
+    async def watch(self, job: DeployJob) -> DeployResult:
+        """Follow an existing Job (created by `run` here or by an earlier process) to its end."""
+        return await self._watch(job, None)
+
+    async def _watch(self, job: DeployJob, started: float | None) -> DeployResult:
+        name = job_name(job)
+        self._active[job.id] = name
+        try:
+            result = await self._follow(job, name, started)
+            if started is not None:  # timed here: Kubernetes timestamps have 1 s resolution
+                result = dataclasses.replace(result, duration_seconds=time.monotonic() - started)
+        except KubeApiError as exc:
+            result = DeployResult("error", f"lost track of Job {name}: {exc}")
+        finally:
+            self._active.pop(job.id, None)
+            self._cancelled.discard(job.id)
+        logger.info("deploy %s of %s: %s (%s)", job.id, job.target, result.outcome, result.detail)
+        return result
+
+    async def cancel(self, job_id: str) -> bool:
+        """Delete the job's Kubernetes Job (any replica may call this); True if one was running."""
+        self._cancelled.add(job_id)
+        selector = f"{MANAGED_BY}={MANAGER},{LABEL_JOB_ID}={label_value(job_id)}"
+        jobs = await call(
+            "list Jobs to cancel",
+            lambda: self._batch.list_namespaced_job(self.namespace, label_selector=selector),
+            self.retry,
+        )
+        stopped = False
+        for obj in jobs.items:
+            if _terminal(obj) is None and obj.metadata and obj.metadata.name:
+                await self._stop(obj.metadata.name, "cancel")
+                stopped = True
+        return stopped or job_id in self._active
+
+    async def recover(self) -> list[DeployJob]:
+        """hubbot's Jobs (of this repo) not finished, or finished with no result handed back."""
+        jobs = await call(
+            "list hubbot Jobs",
+            lambda: self._batch.list_namespaced_job(
+                self.namespace, label_selector=repo_selector(self.repo)
+            ),
+            self.retry,
+        )
+        found = []
+        for obj in jobs.items:
+            annotations = _annotations(obj)
+            if _terminal(obj) is not None and ANNOTATION_REPORTED in annotations:
+                continue
+            if obj.metadata and obj.metadata.deletion_timestamp is not None:
+                continue
+            job = decode_job(annotations)
+            if job is None or job_name(job) != (obj.metadata.name if obj.metadata else None):
+                logger.warning(
+                    "Job %s has no readable hubbot annotation; skipped",
+                    obj.metadata.name if obj.metadata else "?",
+                )
+                continue
+            found.append(job)
+        return found
+
+    # -- creating ---------------------------------------------------------------------------
+
+    async def _create(self, job: DeployJob) -> None:
+        name = job_name(job)
+        deadline = math.ceil(job.timeout_seconds) + self.deadline_grace_seconds
+        manifest = build_job(
+            job,
+            self.settings.job_template,
+            namespace=self.namespace,
+            ttl_seconds=self.settings.ttl_seconds_after_finished,
+            deadline_seconds=deadline,
+        )
+        body = client.V1Job.from_dict(manifest)
+        assert body is not None  # checked at construction; a manifest is never None
+        try:
+            await call(
+                f"create Job {name}",
+                lambda: self._batch.create_namespaced_job(self.namespace, body),
+                self.retry,
+            )
+            logger.info("deploy %s of %s: created Job %s", job.id, job.target, name)
+        except KubeApiError as exc:
+            if exc.status != 409:
+                raise
+            existing = await self._get(name)
+            if existing is None or decode_job(_annotations(existing)) != job:
+                raise KubeApiError(
+                    f"create Job {name}",
+                    409,
+                    "Conflict",
+                    "a Job of that name exists for another deploy",
+                ) from None
+            # Ours from before a restart, or a create whose answer was lost: adopt it.
+            logger.info("deploy %s of %s: adopted existing Job %s", job.id, job.target, name)
+
+    async def _get(self, name: str) -> client.V1Job | None:
+        try:
+            return await call(
+                f"get Job {name}",
+                lambda: self._batch.read_namespaced_job(name, self.namespace),
+                self.retry,
+            )
+        except KubeApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    # -- following --------------------------------------------------------------------------
+
+    async def _follow(self, job: DeployJob, name: str, started: float | None) -> DeployResult:
+        """GET, then watch from its resourceVersion; after any disconnect or 410, again."""
+        failures = 0
+        while True:
+            obj = await self._get(name)
+            if obj is None:
+                return self._vanished(job, name, None)
+            if _terminal(obj) is not None:
+                return await self._result(job, obj)
+            left = self._time_left(job, obj, started)
+            if left <= 0:
+                return await self._time_out(job, obj)
+            watch_began = time.monotonic()
+            rv = obj.metadata.resource_version if obj.metadata else None
+            try:
+                async with asyncio.timeout(left):
+                    final = await self._stream(name, rv)
+            except TimeoutError:
+                continue  # the next turn times the job out
+            except _Deleted as gone:
+                return self._vanished(job, name, gone.obj)
+            if final is not None:
+                return await self._result(job, final)
+            # A stream that ends at once, again and again, must not spin: back off.
+            failures = failures + 1 if time.monotonic() - watch_began < 1.0 else 0
+            if failures > 1:
+                await asyncio.sleep(self.retry.delay(min(failures - 2, 5)))
+
+    async def _stream(self, name: str, rv: str | None) -> client.V1Job | None:
+        """Watch one Job; its final state, or None when the stream ended early (reconnect)."""
+        w = watch.Watch()  # type: ignore[no-untyped-call]
+        try:
+            async for event in w.stream(  # type: ignore[no-untyped-call]
+                self._batch.list_namespaced_job,
+                self.namespace,
+                field_selector=f"metadata.name={name}",
+                resource_version=rv,
+                allow_watch_bookmarks=True,
+                timeout_seconds=self.watch_seconds,
+                _request_timeout=float(self.watch_seconds + 30),
+            ):
+                obj = event["object"]
+                if event["type"] == "DELETED":
+                    raise _Deleted(obj)
+                if event["type"] != "BOOKMARK" and _terminal(obj) is not None:
+                    return obj  # type: ignore[no-any-return]
+            return None
+        except ApiException as exc:
+            if exc.status != 410 and exc.status not in RETRYABLE:
+                raise api_error(f"watch Job {name}", exc) from None
+            logger.info("watch Job %s: %s %s; re-reading it", name, exc.status, exc.reason)
+            return None
+        except CONNECTION_ERRORS as exc:
+            logger.info("watch Job %s: %r; reconnecting", name, exc)
+            return None
+        finally:
+            await w.close()  # type: ignore[no-untyped-call]
+
+    def _time_left(self, job: DeployJob, obj: client.V1Job, started: float | None) -> float:
+        if started is not None:  # created here: the local clock is finer than the API's 1 s
+            return job.timeout_seconds - (time.monotonic() - started)
+        created = obj.metadata.creation_timestamp if obj.metadata else None
+        if created is None:
+            return job.timeout_seconds
+        elapsed = (dt.datetime.now(dt.UTC) - created).total_seconds()
+        return job.timeout_seconds - elapsed
+
+    async def _time_out(self, job: DeployJob, obj: client.V1Job) -> DeployResult:
+        name = obj.metadata.name if obj.metadata else job_name(job)
+        log, _, waiting = await self._pod_report(obj)
+        await self._stop(str(name), "timeout")
+        detail = f"timed out after {job.timeout_seconds:g} s" + (f" ({waiting})" if waiting else "")
+        return DeployResult("failure", detail, log, duration_seconds=job.timeout_seconds)
+
+    def _vanished(self, job: DeployJob, name: str, obj: client.V1Job | None) -> DeployResult:
+        why = _annotations(obj).get(ANNOTATION_STOPPED) if obj is not None else None
+        if why == "cancel" or job.id in self._cancelled:
+            return DeployResult("cancelled", "cancelled")
+        if why == "timeout":
+            return DeployResult("failure", f"timed out after {job.timeout_seconds:g} s")
+        return DeployResult("error", f"Job {name} was deleted before it finished")
+
+    async def _stop(self, name: str, why: str) -> None:
+        """Mark why, then delete the Job and (Background propagation) its pods."""
+        patch = {"metadata": {"annotations": {ANNOTATION_STOPPED: why}}}
+        try:
+            await call(
+                f"annotate Job {name}",
+                lambda: self._batch.patch_namespaced_job(
+                    name, self.namespace, patch, _content_type="application/merge-patch+json"
+                ),
+                self.retry,
+            )
+            await call(
+                f"delete Job {name}",
+                lambda: self._batch.delete_namespaced_job_without_preload_content(
+                    name, self.namespace, propagation_policy="Background"
+                ),
+                self.retry,
+            )
+        except KubeApiError as exc:
+            if exc.status != 404:
+                raise
+
+    # -- reporting --------------------------------------------------------------------------
+
+    async def _result(self, job: DeployJob, obj: client.V1Job) -> DeployResult:
+        cond = _terminal(obj)
+        assert cond is not None
+        log, exit_detail, _ = await self._pod_report(obj)
+        status = obj.status
+        start = (status.start_time if status else None) or (
+            obj.metadata.creation_timestamp if obj.metadata else None
+        )
+        end = (status.completion_time if status else None) or cond.last_transition_time
+        duration = (end - start).total_seconds() if start and end else 0.0
+        if cond.type == "Complete":
+            outcome, detail = "success", exit_detail or "completed"
+        elif cond.reason == "DeadlineExceeded":
+            outcome, detail = "failure", f"timed out after {job.timeout_seconds:g} s"
+        elif cond.reason == "BackoffLimitExceeded":
+            outcome, detail = "failure", exit_detail or f"failed: {cond.message}"
+        else:
+            outcome, detail = "failure", f"{cond.reason}: {cond.message}"
+        result = DeployResult(outcome, detail, log, duration_seconds=max(0.0, duration))  # type: ignore[arg-type]
+        await self._mark_reported(obj, outcome)
+        return result
+
+    async def _mark_reported(self, obj: client.V1Job, outcome: str) -> None:
+        name = str(obj.metadata.name if obj.metadata else "")
+        patch = {"metadata": {"annotations": {ANNOTATION_REPORTED: outcome}}}
+        try:
+            await call(
+                f"annotate Job {name}",
+                lambda: self._batch.patch_namespaced_job(
+                    name, self.namespace, patch, _content_type="application/merge-patch+json"
+                ),
+                self.retry,
+            )
+        except KubeApiError as exc:  # the result stands; a restart may report it again
+            logger.warning("could not mark Job %s reported: %s", name, exc)
+
+    async def _pod_report(self, obj: client.V1Job) -> tuple[str, str, str]:
+        """(log tail, "exit code N" detail, waiting reason) of the Job's newest pod."""
+        selector = obj.spec.selector.match_labels if obj.spec and obj.spec.selector else None
+        if not selector:
+            return "", "", ""
+        text = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+        try:
+            pods = await call(
+                "list the Job's pods",
+                lambda: self._core.list_namespaced_pod(self.namespace, label_selector=text),
+                self.retry,
+            )
+        except KubeApiError as exc:
+            return f"(pod log unavailable: {exc})", "", ""
+        if not pods.items:
+            return "(no pod log: the Job has no pod)", "", ""
+        pod = max(
+            pods.items,
+            key=lambda p: (
+                (p.metadata.creation_timestamp if p.metadata else None)
+                or dt.datetime.min.replace(tzinfo=dt.UTC)
+            ),
+        )
+        container, detail, waiting = _pod_state(pod)
+        log = await self._log(str(pod.metadata.name if pod.metadata else ""), container)
+        return log, detail, waiting
+
+    async def _log(self, pod: str, container: str) -> str:
+        async def read() -> bytes:
+            # tailLines bounds what the kubelet sends; limitBytes guards against huge lines.
+            response = await self._core.read_namespaced_pod_log_without_preload_content(
+                pod,
+                self.namespace,
+                container=container,
+                tail_lines=self.log_tail_lines,
+                limit_bytes=4 * MAX_LOG_BYTES,
+            )
+            try:
+                if response.status >= 400:
+                    raise ApiException(
+                        status=response.status,
+                        reason=response.reason,
+                        body=(await response.read()).decode("utf-8", "replace"),
+                    )
+                return await response.read()
+            finally:
+                response.release()
+
+        try:
+            data = await call(f"read log of pod {pod}", read, self.retry)
+        except KubeApiError as exc:
+            return f"(pod log unavailable: {exc})"
+        text = tail(data)
+        if data.count(b"\n") >= self.log_tail_lines and not text.startswith(CUT):
+            text = CUT + text  # the kubelet sent only the last lines
+        return text
+
+
+def _pod_state(pod: Any) -> tuple[str, str, str]:
+    """(container whose log to read, "exit code N" detail, waiting reason) for a pod."""
+    spec = pod.spec
+    containers = [c.name for c in spec.containers] if spec else []
+    name = containers[deploy_container([{"name": n} for n in containers])] if containers else ""
+    status = pod.status
+    for init in (status.init_container_statuses if status else None) or []:
+        term = init.state.terminated if init.state else None
+        if term is not None and term.exit_code != 0:
+            return init.name, f"init container {init.name} exited with code {term.exit_code}", ""
+        if (
+            init.state
+            and init.state.waiting
+            and init.state.waiting.reason not in (None, "PodInitializing")
+        ):
+            w = init.state.waiting
+            return (
+                init.name,
+                "",
+                f"init container {init.name} waiting: {w.reason}: {w.message or ''}".strip(),
+            )
+    for cs in (status.container_statuses if status else None) or []:
+        if cs.name != name or cs.state is None:
+            continue
+        if cs.state.terminated is not None:
+            return name, f"exit code {cs.state.terminated.exit_code}", ""
+        if cs.state.waiting is not None and cs.state.waiting.reason != "PodInitializing":
+            w = cs.state.waiting
+            return name, "", f"pod waiting: {w.reason}: {w.message or ''}".strip()
+    return name, "", ""
