@@ -185,6 +185,24 @@ async def test_cancel_before_run_and_of_unknown_jobs(
     assert result.outcome == "cancelled" and kube.jobs() == []
 
 
+async def test_cancel_while_the_create_is_in_flight(kube: KubeSandbox) -> None:
+    slow_retry = RetryPolicy(attempts=3, base_seconds=1.0, max_seconds=1.0)
+    ex = KubernetesExecutor(
+        kube.configuration(),
+        KubernetesSettings(namespace=NS, job_template=TEMPLATE),
+        repo=REPO,
+        retry=slow_retry,
+    )
+    kube.faults.fail(503, method="POST", path=JOBS)
+    job = make_job("exec sleep 30")
+    task = asyncio.create_task(ex.run(job))
+    await kube.wait_for(lambda: kube.faults.count("POST", JOBS, status=503) == 1)
+    assert await ex.cancel(job.id) is True  # run() is backing off before its retry
+    assert (await asyncio.wait_for(task, 5)).outcome == "cancelled"
+    await kube.wait_for(lambda: not kube.jobs() and kube.running_processes() == 0)
+    await ex.close()
+
+
 # ---- faults ----------------------------------------------------------------------------
 
 

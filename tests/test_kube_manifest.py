@@ -9,6 +9,7 @@ from kubernetes.aio import client
 
 from bot.core.settings import KubernetesSettings
 from bot.deploys.executor import DeployJob
+from bot.deploys.kubeapi import check_job_template
 from bot.deploys.kubemanifest import (
     ANNOTATION_JOB,
     LABEL_HUB,
@@ -22,7 +23,6 @@ from bot.deploys.kubemanifest import (
     lease_name,
     repo_selector,
 )
-from bot.deploys.kubernetes import check_job_template
 
 LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?\Z")
 DNS_1123 = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")

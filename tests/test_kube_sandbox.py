@@ -16,7 +16,7 @@ import pytest
 from kubernetes.aio import client, watch
 from kubernetes.aio.client.exceptions import ApiException
 
-from bot.deploys.kubernetes import _dropped
+from bot.deploys.kubeapi import dropped_fields
 from bot.sandbox.kube import KubeSandbox
 from bot.sandbox.kube.objects import ApiError, parse_selector, selector_matches
 
@@ -81,7 +81,7 @@ async def raw(kube: KubeSandbox, method: str, path: str, **kw: Any) -> tuple[int
 def assert_complete(model: Any, data: dict[str, Any]) -> None:
     """The client's strict model accepts `data`, and the double sent no field it lacks."""
     parsed = model.from_dict(data)
-    assert _dropped(data, json.loads(parsed.to_json()), "") == []
+    assert dropped_fields(data, json.loads(parsed.to_json()), "") == []
 
 
 # ---- discovery and auth ------------------------------------------------------------------

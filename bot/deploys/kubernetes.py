@@ -6,7 +6,7 @@ found again by label after a restart (`recover()`), and `watch(job)` resumes wit
 creating anything. Cancelling the task that awaits `run()` leaves the Job running (a
 shutting-down replica must not abort a helm upgrade); `cancel(job_id)` deletes it.
 
-Kubernetes API surface used (the bot's Role needs exactly this):
+Kubernetes API surface used (the bot's Role needs exactly this; `kubeapi` has the plumbing):
 - batch/v1 jobs: create, get, list, watch, patch, delete;
 - v1 pods: list; v1 pods/log: get;
 - coordination.k8s.io/v1 leases: get, create, update (see `leases.py`);
@@ -18,29 +18,33 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
-import json
 import logging
 import math
-import random
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-import aiohttp
 from kubernetes.aio import client, watch
 from kubernetes.aio.client.exceptions import ApiException
-from pydantic import ValidationError
 
 from bot.core.settings import KubernetesSettings
-from bot.deploys.executor import MAX_LOG_BYTES, DeployJob, DeployResult, Executor, tail
+from bot.deploys.executor import MAX_LOG_BYTES, DeployJob, DeployResult, Executor, Outcome, tail
+from bot.deploys.kubeapi import (
+    CONNECTION_ERRORS,
+    RETRYABLE,
+    KubeApiError,
+    KubeConfigError,
+    RetryPolicy,
+    api_error,
+    call,
+    check_job_template,
+    kube_configuration,
+)
 from bot.deploys.kubemanifest import (
     ANNOTATION_REPORTED,
     ANNOTATION_STOPPED,
     LABEL_JOB_ID,
     MANAGED_BY,
     MANAGER,
-    JobTemplateError,
     build_job,
     decode_job,
     deploy_container,
@@ -49,131 +53,16 @@ from bot.deploys.kubemanifest import (
     repo_selector,
 )
 
+__all__ = [
+    "KubeApiError",
+    "KubeConfigError",
+    "KubernetesExecutor",
+    "RetryPolicy",
+    "check_job_template",
+    "kube_configuration",
+]
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
-RETRYABLE = frozenset({429, 500, 502, 503, 504})
-CONNECTION_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 CUT = "[... earlier output cut ...]\n"  # as executor.tail() marks it
-
-
-class KubeApiError(Exception):
-    """A Kubernetes API call failed for good (not retryable, or retries ran out)."""
-
-    def __init__(self, what: str, status: int, reason: str, message: str = "") -> None:
-        self.what, self.status, self.reason, self.message = what, status, reason, message
-        text = f"Kubernetes API: {what}: " + (f"{status} {reason}" if status else reason)
-        super().__init__(text + (f": {message}" if message else ""))
-
-
-class KubeConfigError(Exception):
-    """No usable connection settings for the Kubernetes API."""
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """Exponential backoff with jitter for 429/5xx answers and connection errors."""
-
-    attempts: int = 5
-    base_seconds: float = 0.2
-    max_seconds: float = 5.0
-
-    def delay(self, attempt: int) -> float:
-        """Seconds to wait before retry number `attempt` (0-based)."""
-        backoff: float = min(self.max_seconds, self.base_seconds * 2**attempt)
-        return backoff * random.uniform(0.5, 1.0)
-
-
-def api_error(what: str, exc: ApiException) -> KubeApiError:
-    """A KubeApiError from the client's exception, with the Status message (never headers)."""
-    message = ""
-    try:
-        message = str(json.loads(exc.body or "{}").get("message", ""))
-    except (ValueError, AttributeError):
-        message = ""
-    return KubeApiError(what, int(exc.status or 0), str(exc.reason or ""), message[:500])
-
-
-async def call(what: str, fn: Callable[[], Awaitable[T]], retry: RetryPolicy) -> T:
-    """Await `fn()`, retrying 429/5xx and connection errors; KubeApiError when it fails."""
-    for attempt in range(retry.attempts):
-        last = attempt == retry.attempts - 1
-        try:
-            return await fn()
-        except ApiException as exc:
-            if exc.status not in RETRYABLE or last:
-                raise api_error(what, exc) from None
-            logger.warning("%s: %s %s, retrying", what, exc.status, exc.reason)
-        except CONNECTION_ERRORS as exc:
-            if last:
-                raise KubeApiError(what, 0, f"cannot reach the API server ({exc!r})") from None
-            logger.warning("%s: %r, retrying", what, exc)
-        await asyncio.sleep(retry.delay(attempt))
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def kube_configuration(
-    *, host: str | None = None, token: str | None = None, ca_file: str | None = None
-) -> client.Configuration:
-    """An explicit client Configuration: `host` (+ token, CA), or the in-cluster service account."""
-    configuration = client.Configuration()
-    if host is None:
-        from kubernetes.aio.config import ConfigException, load_incluster_config
-
-        try:
-            load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        except ConfigException as exc:
-            raise KubeConfigError(
-                f"not running in a cluster and no API host given: {exc}"
-            ) from None
-        return configuration
-    configuration.host = host.rstrip("/")
-    configuration.ssl_ca_cert = ca_file
-    if token:
-        configuration.api_key = {"BearerToken": token}
-        configuration.api_key_prefix = {"BearerToken": "Bearer"}
-    return configuration
-
-
-def check_job_template(settings: KubernetesSettings) -> None:
-    """Raise JobTemplateError unless the template makes a valid Job (validated once, up front)."""
-    probe = DeployJob("probe", "owner/repo", "cluster", "hub", "0" * 40, "true", 60.0)
-    manifest = build_job(
-        probe,
-        settings.job_template,
-        namespace=settings.namespace,
-        ttl_seconds=settings.ttl_seconds_after_finished,
-        deadline_seconds=60,
-    )
-    try:
-        model = client.V1Job.from_dict(manifest)
-    except ValidationError as exc:
-        where = ", ".join(".".join(str(p) for p in e["loc"]) for e in exc.errors()[:5])
-        raise JobTemplateError(f"job_template is not a valid batch/v1 Job: {where}") from None
-    assert model is not None
-    # The client's models drop fields they do not know, so a typo would vanish silently.
-    unknown = _dropped(manifest, json.loads(model.to_json()), "")
-    if unknown:
-        raise JobTemplateError(f"job_template has unknown fields: {', '.join(unknown[:5])}")
-
-
-def _dropped(sent: Any, kept: Any, path: str) -> list[str]:
-    """Paths present (not null) in `sent` but missing from `kept`."""
-    if isinstance(sent, dict) and isinstance(kept, dict):
-        out = []
-        for key, value in sent.items():
-            where = f"{path}.{key}" if path else str(key)
-            if key not in kept:
-                out += [] if value is None else [where]
-            else:
-                out += _dropped(value, kept[key], where)
-        return out
-    if isinstance(sent, list) and isinstance(kept, list):
-        return [
-            p
-            for i, (a, b) in enumerate(zip(sent, kept, strict=False))
-            for p in _dropped(a, b, f"{path}[{i}]")
-        ]
-    return []
 
 
 def _terminal(obj: client.V1Job) -> client.V1JobCondition | None:
@@ -241,10 +130,15 @@ class KubernetesExecutor(Executor):
             self._cancelled.discard(job.id)
             return DeployResult("cancelled", "cancelled before it started")
         started = time.monotonic()
+        self._active[job.id] = job_name(job)
         try:
             await self._create(job)
+            if job.id in self._cancelled:  # cancelled while the create was in flight
+                await self._stop(job_name(job), "cancel")
         except KubeApiError as exc:
-            logger.error("deploy %s of %s: %s", job.id, job.target, exc)
+            self._active.pop(job.id, None)
+            self._cancelled.discard(job.id)
+            logger.error("deploy %s of %s: %s", job.id, job.target, exc, extra=_extra(job))
             return DeployResult("error", str(exc))
         return await self._watch(job, started)
 
@@ -264,23 +158,38 @@ class KubernetesExecutor(Executor):
         finally:
             self._active.pop(job.id, None)
             self._cancelled.discard(job.id)
-        logger.info("deploy %s of %s: %s (%s)", job.id, job.target, result.outcome, result.detail)
+        logger.info(
+            "deploy %s of %s: %s (%s)",
+            job.id,
+            job.target,
+            result.outcome,
+            result.detail,
+            extra=_extra(job),
+        )
         return result
 
     async def cancel(self, job_id: str) -> bool:
-        """Delete the job's Kubernetes Job (any replica may call this); True if one was running."""
+        """Delete the job's Kubernetes Job (any replica may call this); True if one was running.
+
+        A job not created yet is refused when its `run()` comes. API failures are logged and
+        give False: the Job may still be running.
+        """
         self._cancelled.add(job_id)
         selector = f"{MANAGED_BY}={MANAGER},{LABEL_JOB_ID}={label_value(job_id)}"
-        jobs = await call(
-            "list Jobs to cancel",
-            lambda: self._batch.list_namespaced_job(self.namespace, label_selector=selector),
-            self.retry,
-        )
         stopped = False
-        for obj in jobs.items:
-            if _terminal(obj) is None and obj.metadata and obj.metadata.name:
-                await self._stop(obj.metadata.name, "cancel")
-                stopped = True
+        try:
+            jobs = await call(
+                "list Jobs to cancel",
+                lambda: self._batch.list_namespaced_job(self.namespace, label_selector=selector),
+                self.retry,
+            )
+            for obj in jobs.items:
+                if _terminal(obj) is None and obj.metadata and obj.metadata.name:
+                    await self._stop(obj.metadata.name, "cancel")
+                    stopped = True
+        except KubeApiError as exc:
+            logger.error("cancel %s: %s", job_id, exc)
+            return False
         return stopped or job_id in self._active
 
     async def recover(self) -> list[DeployJob]:
@@ -329,7 +238,9 @@ class KubernetesExecutor(Executor):
                 lambda: self._batch.create_namespaced_job(self.namespace, body),
                 self.retry,
             )
-            logger.info("deploy %s of %s: created Job %s", job.id, job.target, name)
+            logger.info(
+                "deploy %s of %s: created Job %s", job.id, job.target, name, extra=_extra(job)
+            )
         except KubeApiError as exc:
             if exc.status != 409:
                 raise
@@ -342,7 +253,13 @@ class KubernetesExecutor(Executor):
                     "a Job of that name exists for another deploy",
                 ) from None
             # Ours from before a restart, or a create whose answer was lost: adopt it.
-            logger.info("deploy %s of %s: adopted existing Job %s", job.id, job.target, name)
+            logger.info(
+                "deploy %s of %s: adopted existing Job %s",
+                job.id,
+                job.target,
+                name,
+                extra=_extra(job),
+            )
 
     async def _get(self, name: str) -> client.V1Job | None:
         try:
@@ -474,15 +391,16 @@ class KubernetesExecutor(Executor):
         )
         end = (status.completion_time if status else None) or cond.last_transition_time
         duration = (end - start).total_seconds() if start and end else 0.0
+        outcome: Outcome = "failure"
         if cond.type == "Complete":
             outcome, detail = "success", exit_detail or "completed"
         elif cond.reason == "DeadlineExceeded":
-            outcome, detail = "failure", f"timed out after {job.timeout_seconds:g} s"
+            detail = f"timed out after {job.timeout_seconds:g} s"
         elif cond.reason == "BackoffLimitExceeded":
-            outcome, detail = "failure", exit_detail or f"failed: {cond.message}"
+            detail = exit_detail or f"failed: {cond.message}"
         else:
-            outcome, detail = "failure", f"{cond.reason}: {cond.message}"
-        result = DeployResult(outcome, detail, log, duration_seconds=max(0.0, duration))  # type: ignore[arg-type]
+            detail = f"{cond.reason}: {cond.message}"
+        result = DeployResult(outcome, detail, log, duration_seconds=max(0.0, duration))
         await self._mark_reported(obj, outcome)
         return result
 
@@ -556,6 +474,11 @@ class KubernetesExecutor(Executor):
         if data.count(b"\n") >= self.log_tail_lines and not text.startswith(CUT):
             text = CUT + text  # the kubelet sent only the last lines
         return text
+
+
+def _extra(job: DeployJob) -> dict[str, str]:
+    """Log record fields: the delivery that asked for this deploy, as every record carries."""
+    return {"delivery_id": job.labels.get("delivery", "-")}
 
 
 def _pod_state(pod: Any) -> tuple[str, str, str]:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 
 from kubernetes.aio import client
 
+from bot.deploys.kubeapi import KubeApiError, RetryPolicy, call
 from bot.deploys.kubemanifest import (
     LABEL_CLUSTER,
     LABEL_HUB,
@@ -41,7 +42,6 @@ from bot.deploys.kubemanifest import (
     label_value,
     lease_name,
 )
-from bot.deploys.kubernetes import KubeApiError, RetryPolicy, call
 
 logger = logging.getLogger(__name__)
 Clock = Callable[[], dt.datetime]
