@@ -14,6 +14,7 @@ import pytest
 
 from bot.core.settings import KubernetesSettings
 from bot.deploys.executor import MAX_LOG_BYTES, DeployJob
+from bot.deploys.kubeapi import RBAC_RULES
 from bot.deploys.kubemanifest import (
     ANNOTATION_REPORTED,
     LABEL_JOB_ID,
@@ -29,6 +30,7 @@ from bot.deploys.kubernetes import (
     RetryPolicy,
     kube_configuration,
 )
+from bot.deploys.leases import LeaseLock
 from bot.sandbox.kube import KubeSandbox
 from bot.sandbox.kube.admission import admit_job
 
@@ -383,6 +385,48 @@ async def test_recover_skips_jobs_it_cannot_read(
     await ex.close()
     assert "no readable hubbot annotation" in caplog.text
     assert kube.jobs()[0]["metadata"]["labels"][LABEL_JOB_ID] == make_job().id
+
+
+# ---- RBAC ------------------------------------------------------------------------------
+
+
+def rbac_of(method: str, path: str, watch: bool) -> tuple[str, str, str] | None:
+    """The (group, resource, verb) an API server authorizes a request as."""
+    parts = path.strip("/").split("/")
+    if parts[0] not in ("api", "apis") or "namespaces" not in parts:
+        return None
+    group = "" if parts[0] == "api" else parts[1]
+    rest = parts[parts.index("namespaces") + 2 :]
+    resource = "/".join([rest[0], *rest[2:]])
+    named = len(rest) > 1
+    verbs = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+    if method == "GET":
+        verb = "get" if named else ("watch" if watch else "list")
+    else:
+        verb = verbs[method]
+    return group, resource, verb
+
+
+async def test_the_executor_and_leases_use_exactly_the_declared_rbac(kube: KubeSandbox) -> None:
+    ex = make_executor(kube)
+    await ex.check()
+    assert (await ex.run(make_job())).ok
+    assert (await ex.run(make_job("exec sleep 30", id="slow", timeout_seconds=0.2))).detail
+    task = asyncio.create_task(ex.run(make_job("exec sleep 30", id="cancelled")))
+    await kube.wait_for(lambda: kube.running_processes() == 1)
+    await ex.cancel("cancelled")
+    await task
+    await ex.recover()
+    lock = LeaseLock(kube.configuration(), namespace=NS, repo=REPO, identity="a")
+    async with lock.hold("c1", "staging"):
+        pass
+    async with lock.hold("c1", "staging"):  # take the released lease: an update
+        pass
+    await lock.close()
+    await ex.close()
+    used = {rbac_of(r.method, r.path, r.watch) for r in kube.faults.requests} - {None}
+    declared = {(g, res, v) for g, res, verbs in RBAC_RULES for v in verbs}
+    assert used == declared
 
 
 # ---- configuration ---------------------------------------------------------------------

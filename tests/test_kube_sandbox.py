@@ -504,6 +504,67 @@ async def test_lease_optimistic_concurrency(kube: KubeSandbox, api: client.ApiCl
     assert kube.leases(NS) == []
 
 
+# ---- bad input -------------------------------------------------------------------------
+
+
+JOBS = f"/apis/batch/v1/namespaces/{NS}/jobs"
+LEASES = f"/apis/coordination.k8s.io/v1/namespaces/{NS}/leases"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kw", "status"),
+    [
+        ("POST", JOBS, {"data": b"{not json"}, 400),
+        ("POST", JOBS, {"json": [1, 2]}, 400),
+        ("POST", JOBS, {"json": {"kind": "Pod", "metadata": {"name": "x"}}}, 400),
+        ("POST", JOBS, {"json": {"metadata": "x"}}, 400),
+        ("POST", JOBS, {"json": {"metadata": {"name": "x"}}}, 422),
+        ("POST", JOBS, {"json": {"metadata": {"name": "x"}, "spec": {"template": 5}}}, 422),
+        ("POST", JOBS, {"json": {"metadata": {"name": "x", "labels": ["a"]}, "spec": {}}}, 422),
+        ("POST", JOBS, {"json": {"metadata": {"name": "x", "namespace": "other"}}}, 400),
+        ("POST", LEASES, {"json": {"metadata": {"name": "l"}, "spec": "x"}}, 422),
+        ("POST", LEASES, {"json": {"metadata": {"name": "l"}, "spec": {"renewTime": "x"}}}, 422),
+        ("POST", LEASES, {"json": {"metadata": {"name": "l", "annotations": {"a": 1}}}}, 422),
+        ("POST", f"/api/v1/namespaces/{NS}/pods", {"json": {"metadata": {"name": "p"}}}, 405),
+        ("GET", JOBS + "?watch=true&resourceVersion=abc", {}, 400),
+        ("GET", JOBS + "?watch=true&timeoutSeconds=soon", {}, 400),
+        ("GET", JOBS + "?labelSelector=a%20in%20(", {}, 400),
+        ("GET", "/apis/batch/v1/namespaces/x/cronjobs", {}, 404),
+        ("DELETE", JOBS + "/nope", {}, 404),
+    ],
+)
+async def test_bad_requests_get_a_status_never_a_500(
+    kube: KubeSandbox, method: str, path: str, kw: dict[str, Any], status: int
+) -> None:
+    code, body = await raw(kube, method, path, **kw)
+    assert code == status
+    assert body["kind"] == "Status" and body["code"] == status
+
+
+async def test_bad_patches_and_deletes_on_an_existing_job(kube: KubeSandbox) -> None:
+    kube.pause()
+    await raw(kube, "POST", JOBS, json=job_body("j", "true"))
+    merge = {"Content-Type": "application/merge-patch+json"}
+    cases = [
+        ("PATCH", {"data": b"[1]", "headers": merge}, 400),
+        ("PATCH", {"data": b'{"metadata": 3}', "headers": merge}, 400),
+        ("PATCH", {"json": [{"op": "add"}]}, 415),  # aiohttp sends application/json
+        (
+            "PATCH",
+            {"data": b'{"spec": {"template": {"spec": {"hostname": "x"}}}}', "headers": merge},
+            422,
+        ),
+        ("PUT", {"json": {"metadata": {"name": "other"}}}, 400),
+        ("DELETE", {"data": b"{bad"}, 400),
+        ("DELETE", {"json": {"preconditions": {"uid": "wrong"}}}, 409),
+        ("DELETE", {"json": {"propagationPolicy": "Sideways"}}, 400),
+    ]
+    for method, kw, status in cases:
+        code, body = await raw(kube, method, f"{JOBS}/j", **kw)
+        assert (method, code, body["kind"]) == (method, status, "Status")
+    assert kube.job(NS, "j") is not None
+
+
 # ---- faults -----------------------------------------------------------------------------
 
 

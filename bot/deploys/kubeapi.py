@@ -28,6 +28,17 @@ from bot.deploys.kubemanifest import JobTemplateError, build_job
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+
+# What the bot's namespaced Role must grant, and all it needs: (API group, resource, verbs).
+# The Kubernetes executor and the Lease lock use exactly these (tests/test_kube_executor.py
+# checks it against the requests the API double served). `/version/` is a non-resource URL
+# readable by every authenticated client by default.
+RBAC_RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("batch", "jobs", ("create", "delete", "get", "list", "patch", "watch")),
+    ("", "pods", ("list",)),
+    ("", "pods/log", ("get",)),
+    ("coordination.k8s.io", "leases", ("create", "get", "update")),
+)
 RETRYABLE = frozenset({429, 500, 502, 503, 504})
 CONNECTION_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 

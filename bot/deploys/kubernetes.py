@@ -6,7 +6,7 @@ found again by label after a restart (`recover()`), and `watch(job)` resumes wit
 creating anything. Cancelling the task that awaits `run()` leaves the Job running (a
 shutting-down replica must not abort a helm upgrade); `cancel(job_id)` deletes it.
 
-Kubernetes API surface used (the bot's Role needs exactly this; `kubeapi` has the plumbing):
+Kubernetes API surface used (the bot's Role needs exactly this, `kubeapi.RBAC_RULES`):
 - batch/v1 jobs: create, get, list, watch, patch, delete;
 - v1 pods: list; v1 pods/log: get;
 - coordination.k8s.io/v1 leases: get, create, update (see `leases.py`);

@@ -247,12 +247,10 @@ async def item(request: web.Request) -> web.Response:
         if kind not in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
             raise ApiError(415, "UnsupportedMediaType", f"the sandbox does not support {kind}")
         patch = await _json(request)
+        if not isinstance(patch, dict) or not isinstance(patch.get("metadata", {}), dict):
+            raise ApiError(400, "BadRequest", "a merge patch must be a JSON object")
         new = merge_patch(current, patch)
-        rv = (
-            (patch.get("metadata") or {}).get("resourceVersion")
-            if isinstance(patch, dict)
-            else None
-        )
+        rv = patch.get("metadata", {}).get("resourceVersion")
         if rv is not None and rv != current["metadata"]["resourceVersion"]:
             raise _conflict(res, name)
     else:
@@ -387,7 +385,8 @@ async def _watch(
         since = int(since_text) if since_text and since_text != "0" else None
     except ValueError:
         raise ApiError(400, "BadRequest", f"invalid resourceVersion {since_text!r}") from None
-    timeout = float(request.query.get("timeoutSeconds") or config.default_watch_seconds)
+    timeout = _int(request, "timeoutSeconds") if "timeoutSeconds" in request.query else None
+    timeout = timeout or config.default_watch_seconds
     bookmarks = request.query.get("allowWatchBookmarks") in ("true", "1")
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
     response.enable_chunked_encoding()

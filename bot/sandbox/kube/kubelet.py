@@ -4,13 +4,17 @@ What is real: one Pod per attempt (up to `backoffLimit` retries), with the label
 reference, phases and container states of a real one; init containers first, then the
 containers; `activeDeadlineSeconds` (the Job fails with `DeadlineExceeded` and its pods are
 deleted); `ttlSecondsAfterFinished`; deleting a Job with Background or Foreground propagation
-kills its processes; `$(VAR)` expansion; env from values, `secretKeyRef` and `fieldRef`.
+kills its processes; `$(VAR)` expansion; env from values, `secretKeyRef`, `envFrom.secretRef`
+(Secrets given to `KubeSandbox(secrets=...)`) and `fieldRef`.
 
 What is not: images are never pulled. A container's `command` + `args` run as a local
 process (with `PATH` from the host, the pod's env, and a fresh temp dir, shared by the pod's
 containers, as the working directory). A container with no `command` (one that relies on
 its image's entrypoint) cannot run here: it ends with exit code 127 and its log says why.
-Processes are killed with SIGKILL at once, with no grace period.
+Processes are killed with SIGKILL at once, with no grace period. A container whose env
+cannot be built (a missing Secret) fails at once with exit code 127 and says why in its log,
+where a real kubelet would keep it waiting in `CreateContainerConfigError`. Foreground
+deletion removes the Job at once, like Background.
 """
 
 from __future__ import annotations

@@ -214,6 +214,12 @@ def check_meta(obj: JSON, field: str = "metadata") -> list[tuple[str, str]]:
     """Problems with an object's labels and annotations."""
     causes: list[tuple[str, str]] = []
     meta = obj.get("metadata") or {}
+    for kind in ("labels", "annotations"):
+        value = meta.get(kind)
+        if value is not None and (
+            not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values())
+        ):
+            return [(f"{field}.{kind}", "must be a map of strings to strings")]
     for key, value in (meta.get("labels") or {}).items():
         if why := check_qualified_name(key):
             causes.append((f"{field}.labels", why))
