@@ -385,8 +385,8 @@ async def _watch(
         since = int(since_text) if since_text and since_text != "0" else None
     except ValueError:
         raise ApiError(400, "BadRequest", f"invalid resourceVersion {since_text!r}") from None
-    timeout = _int(request, "timeoutSeconds") if "timeoutSeconds" in request.query else None
-    timeout = timeout or config.default_watch_seconds
+    given = _int(request, "timeoutSeconds") if "timeoutSeconds" in request.query else 0
+    timeout = float(given or config.default_watch_seconds)
     bookmarks = request.query.get("allowWatchBookmarks") in ("true", "1")
     response = web.StreamResponse(headers={"Content-Type": "application/json"})
     response.enable_chunked_encoding()
