@@ -332,7 +332,9 @@ async def test_restart_mid_deploy_resumes_and_reports_the_real_result(
     gate = tmp_path / "gate"
     os.mkfifo(gate)
     job = make_job(
-        'echo "waiting"; read word < "$GATE"; echo "got $word"; exit 4', env={"GATE": str(gate)}
+        'echo "waiting"; read word < "$GATE"; echo "got $word"; exit 4',
+        env={"GATE": str(gate)},
+        secret_files=("config/clusters/c1/enc-staging.secret.values.yaml",),
     )
     first = make_executor(kube)
     task = asyncio.create_task(first.run(job))

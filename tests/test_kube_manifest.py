@@ -42,6 +42,7 @@ def make_job(**kw: object) -> DeployJob:
         "timeout_seconds": 600.0,
         "labels": {"delivery": "72d3162e-cc78-11e3-81ab-4c9367dc0958", "pr": "42"},
         "env": {"HELM_DEBUG": "1"},
+        "secret_files": ("config/clusters/2i2c-aws-us/enc-staging.secret.values.yaml",),
     }
     base.update(kw)
     return DeployJob(**base)  # type: ignore[arg-type]
@@ -151,6 +152,7 @@ def test_build_job_merges_template_and_owns_its_fields() -> None:
     assert env["HUBBOT_SHA"]["value"] == job.sha  # the template cannot spoof hubbot's values
     assert env["HUBBOT_COMMAND"]["value"] == job.command
     assert env["HUBBOT_HUB"]["value"] == "staging" and env["HELM_DEBUG"]["value"] == "1"
+    assert env["HUBBOT_SECRET_FILES"]["value"] == job.secret_files[0]
     assert "valueFrom" in env["TOKEN"]  # secrets stay references
     assert template["spec"]["backoffLimit"] == 6  # the template itself is untouched
     assert client.V1Job.from_dict(manifest) is not None
@@ -233,6 +235,11 @@ def test_bad_templates_are_refused_up_front(template: dict[str, object], message
         {ANNOTATION_JOB: '{"v": 1, "id": 3}'},
         {ANNOTATION_JOB: encode_job(make_job()).replace('"staging"', "7")},
         {ANNOTATION_JOB: encode_job(make_job()).replace('"pr": "42"', '"pr": 42')},
+        {
+            ANNOTATION_JOB: encode_job(make_job()).replace(
+                '"secret_files": [', '"secret_files": [1,'
+            )
+        },
     ],
 )
 def test_unreadable_annotations_give_none(annotations: dict[str, str] | None) -> None:

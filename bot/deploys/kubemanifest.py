@@ -11,12 +11,14 @@ How a deploy Job is made from `deploy.kubernetes.job_template` (a batch/v1 Job m
   neither `command` nor `args`, hubbot sets `command: ["/bin/sh", "-c",
   'eval "$HUBBOT_COMMAND"']`, so the image needs a POSIX shell and the deploy tools;
 - every container and init container gets `HUBBOT_COMMAND`, `HUBBOT_REPO`, `HUBBOT_SHA`,
-  `HUBBOT_CLUSTER`, `HUBBOT_HUB` (empty for a support release), `HUBBOT_TARGET` and
-  `HUBBOT_JOB_ID`, after the job's non-secret env.
+  `HUBBOT_CLUSTER`, `HUBBOT_HUB` (empty for a support release), `HUBBOT_TARGET`,
+  `HUBBOT_JOB_ID` and `HUBBOT_SECRET_FILES` (the sops-encrypted values files of the release,
+  space-separated, repository-relative), after the job's non-secret env.
 
-The command must run in a checkout of the repository at `HUBBOT_SHA`; the template provides
-it. hubbot never puts a token in a Job spec: reference one from a Secret. For example, an
-init container that clones into a shared `emptyDir`:
+The command must run in a checkout of the repository at `HUBBOT_SHA`, with the secret files
+decrypted; the template provides both (2i2c's `deployer` decrypts with sops itself, given
+cloud credentials). hubbot never puts a token or key in a Job spec: reference them from
+Secrets. For example, an init container that clones into a shared `emptyDir`:
 
     spec:
       template:
@@ -152,6 +154,7 @@ def job_env(job: DeployJob) -> list[dict[str, str]]:
         HUBBOT_HUB=job.hub or "",
         HUBBOT_TARGET=job.target,
         HUBBOT_JOB_ID=job.id,
+        HUBBOT_SECRET_FILES=" ".join(job.secret_files),
     )
     return [{"name": k, "value": v} for k, v in env.items()]
 
@@ -170,6 +173,7 @@ def encode_job(job: DeployJob) -> str:
             "timeout_seconds": job.timeout_seconds,
             "labels": dict(job.labels),
             "env": dict(job.env),
+            "secret_files": list(job.secret_files),
         },
         sort_keys=True,
     )
@@ -189,6 +193,9 @@ def decode_job(annotations: Mapping[str, str] | None) -> DeployJob | None:
             isinstance(m, dict) and all(isinstance(v, str) for v in m.values()) for m in maps
         ):
             return None
+        secret_files = data.get("secret_files", [])
+        if not isinstance(secret_files, list) or not all(isinstance(f, str) for f in secret_files):
+            return None
         return DeployJob(
             id=data["id"],
             repo=data["repo"],
@@ -199,6 +206,7 @@ def decode_job(annotations: Mapping[str, str] | None) -> DeployJob | None:
             timeout_seconds=float(data["timeout_seconds"]),
             labels=maps[0],
             env=maps[1],
+            secret_files=tuple(secret_files),
         )
     except (KeyError, TypeError, ValueError):
         return None
