@@ -10,11 +10,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
 from bot.core.settings import KubernetesSettings
 from bot.deploys.executor import MAX_LOG_BYTES, DeployJob
-from bot.deploys.kubeapi import RBAC_RULES
+from bot.deploys.kubeapi import RBAC_RULES, describe
 from bot.deploys.kubemanifest import (
     ANNOTATION_REPORTED,
     LABEL_JOB_ID,
@@ -321,6 +324,14 @@ async def test_no_token_reaches_logs_or_results(
     kube.faults.fail(403, method="POST", message="forbidden")
     result = await executor.run(make_job())
     assert kube.token not in caplog.text and kube.token not in repr(result)
+
+
+def test_connection_errors_are_described_without_request_headers() -> None:
+    headers = CIMultiDictProxy(CIMultiDict({"Authorization": "Bearer s3cret"}))
+    info = aiohttp.RequestInfo(URL("https://k8s"), "GET", headers, URL("https://k8s"))
+    exc = aiohttp.ClientResponseError(info, (), status=502, message="bad gateway")
+    assert "s3cret" in repr(exc)  # why describe() exists
+    assert "s3cret" not in describe(exc) and "bad gateway" in describe(exc)
 
 
 # ---- restart ---------------------------------------------------------------------------

@@ -70,6 +70,14 @@ class RetryPolicy:
         return backoff * random.uniform(0.5, 1.0)
 
 
+def describe(exc: BaseException) -> str:
+    """A connection error in one line: type and message, never a repr.
+
+    aiohttp's reprs can carry the request's headers, and so the bearer token.
+    """
+    return f"{type(exc).__name__}: {exc}"[:300]
+
+
 def api_error(what: str, exc: ApiException) -> KubeApiError:
     """A KubeApiError from the client's exception, with the Status message (never headers)."""
     message = ""
@@ -92,8 +100,9 @@ async def call(what: str, fn: Callable[[], Awaitable[T]], retry: RetryPolicy) ->
             logger.warning("%s: %s %s, retrying", what, exc.status, exc.reason)
         except CONNECTION_ERRORS as exc:
             if last:
-                raise KubeApiError(what, 0, f"cannot reach the API server ({exc!r})") from None
-            logger.warning("%s: %r, retrying", what, exc)
+                reason = f"cannot reach the API server ({describe(exc)})"
+                raise KubeApiError(what, 0, reason) from None
+            logger.warning("%s: %s, retrying", what, describe(exc))
         await asyncio.sleep(retry.delay(attempt))
     raise AssertionError("unreachable")  # pragma: no cover
 

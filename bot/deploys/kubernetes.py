@@ -37,6 +37,7 @@ from bot.deploys.kubeapi import (
     api_error,
     call,
     check_job_template,
+    describe,
     kube_configuration,
 )
 from bot.deploys.kubemanifest import (
@@ -328,7 +329,7 @@ class KubernetesExecutor(Executor):
             logger.info("watch Job %s: %s %s; re-reading it", name, exc.status, exc.reason)
             return None
         except CONNECTION_ERRORS as exc:
-            logger.info("watch Job %s: %r; reconnecting", name, exc)
+            logger.info("watch Job %s: %s; reconnecting", name, describe(exc))
             return None
         finally:
             await w.close()  # type: ignore[no-untyped-call]
