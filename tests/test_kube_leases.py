@@ -104,6 +104,29 @@ async def test_a_second_holder_is_refused_with_the_holder_named(locks: Any) -> N
     )
 
 
+async def test_two_tasks_of_one_process_exclude_each_other(locks: Any) -> None:
+    a = locks("replica-a")
+    async with a.hold("c1", "staging"):
+        with pytest.raises(LeaseHeld) as err:
+            await a.acquire("c1", "staging")
+        assert err.value.holder == "replica-a"
+    async with a.hold("c1", "staging"):  # released: free again
+        pass
+
+
+async def test_release_after_an_unseen_renewal_still_frees_it(
+    kube: KubeSandbox, api_client: client.ApiClient, locks: Any
+) -> None:
+    a = locks("replica-a")
+    held = await a.acquire("c1", "staging")
+    leases = client.CoordinationV1Api(api_client)
+    lease = await leases.read_namespaced_lease(NAME, NS)
+    await leases.replace_namespaced_lease(NAME, NS, lease)  # a renewal whose answer was lost
+    await a.release(held)
+    assert spec(kube)["holderIdentity"] == ""
+    assert kube.faults.count("PUT", "/leases/", status=409) == 1
+
+
 async def test_other_targets_are_independent(locks: Any) -> None:
     a, b = locks("replica-a"), locks("replica-b")
     async with a.hold("c1", "staging"), b.hold("c1", "prod"), b.hold("c1", None):

@@ -105,6 +105,7 @@ class LeaseLock:
         self.clock = clock
         self._api = client.ApiClient(configuration)
         self._leases = client.CoordinationV1Api(self._api)
+        self._held: set[str] = set()  # Lease names held by this process
 
     async def close(self) -> None:
         """Close the API client."""
@@ -128,45 +129,69 @@ class LeaseLock:
     async def acquire(
         self, cluster: str, hub: str | None = None, *, wait: float = 0.0
     ) -> HeldLease:
-        """Take the target's Lease, polling up to `wait` seconds while another holds it."""
+        """Take the target's Lease, polling up to `wait` seconds while another holds it.
+
+        Raises LeaseHeld when it stays taken (also by another task of this process), and
+        KubeApiError when the API server fails for good.
+        """
         name = lease_name(self.repo, cluster, hub)
         target = f"{cluster}/{hub or 'support'}"
         give_up = time.monotonic() + wait
         while True:
-            lease = await self._read(name)
-            if lease is None:
-                held = await self._create(name, target, cluster, hub)
+            expires = None
+            if name in self._held:  # another task of this process has it
+                holder = self.identity
             else:
+                lease = await self._read(name)
+                if lease is None:
+                    held = await self._create(name, target, cluster, hub)
+                    if held is not None:
+                        return self._taken(held)
+                    continue  # 409: someone created it first; look again
                 spec = lease.spec or client.V1LeaseSpec()
                 holder = spec.holder_identity or ""
-                if holder and holder != self.identity and not self._expired(spec):
-                    left = give_up - time.monotonic()
-                    if left <= 0:
-                        raise LeaseHeld(target, holder, self._expiry(spec))
-                    await asyncio.sleep(min(self.poll_seconds, left))
-                    continue
-                held = await self._take(lease, target)
-            if held is not None:
-                logger.info("lease %s (%s) taken by %s", name, target, self.identity)
-                return held
-            # 409: someone else created or updated it first; look again.
+                if not holder or holder == self.identity or self._expired(spec):
+                    held = await self._take(lease, target)
+                    if held is not None:
+                        return self._taken(held)
+                    continue  # 409: someone updated it first; look again
+                expires = self._expiry(spec)
+            left = give_up - time.monotonic()
+            if left <= 0:
+                raise LeaseHeld(target, holder, expires)
+            await asyncio.sleep(min(self.poll_seconds, left))
+
+    def _taken(self, held: HeldLease) -> HeldLease:
+        self._held.add(held.name)
+        logger.info("lease %s (%s) taken by %s", held.name, held.target, self.identity)
+        return held
 
     async def release(self, held: HeldLease) -> None:
         """Give the Lease up (if still ours): clear its holder so the next taker needn't wait."""
+        self._held.discard(held.name)
         if held.lost.is_set():
             return
-        now = self.clock()
         spec = client.V1LeaseSpec(
             holder_identity="",
             lease_duration_seconds=1,
             acquire_time=held.spec.acquire_time,
-            renew_time=now,
+            renew_time=self.clock(),
             lease_transitions=held.spec.lease_transitions,
         )
-        try:
-            await self._replace(held, held.resource_version, spec)
-        except KubeApiError as exc:  # 409/404: no longer ours anyway; others: it will expire
-            logger.warning("lease %s: release failed: %s", held.name, exc)
+        rv = held.resource_version
+        for _ in range(2):
+            try:
+                await self._replace(held, rv, spec)
+                return
+            except KubeApiError as exc:
+                current = await self._read(held.name) if exc.status == 409 else None
+                holder = current.spec.holder_identity if current and current.spec else None
+                if current is None or holder != self.identity:  # gone, or no longer ours
+                    if exc.status != 409:  # others: it will expire by itself
+                        logger.warning("lease %s: release failed: %s", held.name, exc)
+                    return
+                # Ours, with a newer version (a renewal cut short by cancellation): retry.
+                rv = _rv(current)
 
     # -- internals ---------------------------------------------------------------------------
 
