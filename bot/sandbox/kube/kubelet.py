@@ -148,7 +148,8 @@ class Kubelet:
         deadline = job["spec"].get("activeDeadlineSeconds")
         if deadline is not None:
             loop = asyncio.get_running_loop()
-            self._timers.append(loop.call_later(deadline, self._deadline, ns, name))
+            uid = job["metadata"]["uid"]
+            self._timers.append(loop.call_later(deadline, self._deadline, ns, name, uid))
         failures, limit = 0, int(job["spec"].get("backoffLimit", 6))
         while not self._closing:
             pod_name = self._create_pod(ns, job)
@@ -209,9 +210,10 @@ class Kubelet:
         self._set_job(ns, name, lambda s: s.update(active=0, ready=0, conditions=conds, **update))
         self._after_finish(ns, name)
 
-    def _deadline(self, ns: str, name: str) -> None:
-        if self._job_done(ns, name):
-            return
+    def _deadline(self, ns: str, name: str, uid: str) -> None:
+        job = self.store.get("jobs", ns, name)
+        if job is None or job["metadata"]["uid"] != uid or _terminal(job) is not None:
+            return  # finished, or gone (a new Job of the same name has its own deadline)
         at = rfc3339(now())
         msg = "Job was active longer than specified deadline"
         conds = [
@@ -223,14 +225,11 @@ class Kubelet:
             name,
             lambda s: s.update(active=0, ready=0, conditions=conds, failed=s.get("failed", 0) + 1),
         )
-        job = self.store.get("jobs", ns, name)
-        if job is not None:
-            # The job controller deletes a failed Job's active pods.
-            for pod in self.store.items("pods", ns):
-                if pod["metadata"]["labels"].get("job-name") == name and pod["status"].get(
-                    "phase"
-                ) in ("Pending", "Running"):
-                    self.store.delete("pods", ns, pod["metadata"]["name"])
+        # The job controller deletes a failed Job's active pods.
+        for pod in self.store.items("pods", ns):
+            owned = any(o.get("uid") == uid for o in pod["metadata"].get("ownerReferences") or [])
+            if owned and pod["status"].get("phase") in ("Pending", "Running"):
+                self.store.delete("pods", ns, pod["metadata"]["name"])
         self._after_finish(ns, name)
 
     def _after_finish(self, ns: str, name: str) -> None:
