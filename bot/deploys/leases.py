@@ -93,6 +93,7 @@ class LeaseLock:
         duration_seconds: int = 60,
         renew_seconds: float | None = None,
         poll_seconds: float = 2.0,
+        wait_seconds: float = 0.0,
         retry: RetryPolicy | None = None,
         clock: Clock = _utcnow,
     ) -> None:
@@ -101,6 +102,7 @@ class LeaseLock:
         self.duration_seconds = duration_seconds
         self.renew_seconds = renew_seconds if renew_seconds is not None else duration_seconds / 3
         self.poll_seconds = poll_seconds
+        self.wait_seconds = wait_seconds  # how long hold() waits for a taken Lease by default
         self.retry = retry or RetryPolicy()
         self.clock = clock
         self._api = client.ApiClient(configuration)
@@ -113,10 +115,10 @@ class LeaseLock:
 
     @contextlib.asynccontextmanager
     async def hold(
-        self, cluster: str, hub: str | None = None, *, wait: float = 0.0
+        self, cluster: str, hub: str | None = None, *, wait: float | None = None
     ) -> AsyncIterator[HeldLease]:
         """Hold the target's Lease for the block, renewing it; LeaseHeld if it stays taken."""
-        held = await self.acquire(cluster, hub, wait=wait)
+        held = await self.acquire(cluster, hub, wait=self.wait_seconds if wait is None else wait)
         renewer = asyncio.create_task(self._renew_forever(held))
         try:
             yield held
