@@ -32,7 +32,7 @@ from bot.sandbox.github.gitrepo import GitRepo
 from bot.sandbox.github.http import Checker, Gate
 from bot.sandbox.github.shapes_git import GitShapes
 from bot.sandbox.github.state import AppInfo, Delivery, RecordedRequest, State, now
-from bot.sandbox.github.webhooks import WebhookSender
+from bot.sandbox.github.webhooks import DELIVERY_TIMEOUT, WebhookSender
 
 DEFAULT_OWNER = "hubbot-sandbox"
 DEFAULT_INSTALLATION_ID = 4242
@@ -66,6 +66,7 @@ def build_context(
     private_key: str | None = None,
     rate_limit: int = 5000,
     checker: Checker | None = None,
+    webhook_timeout: float = DELIVERY_TIMEOUT,
 ) -> Context:
     """Everything one double needs, checked: DIR must be a git repository with a `main` branch."""
     repo = GitRepo(repo_dir)
@@ -96,7 +97,7 @@ def build_context(
         repo=repo,
         shapes=GitShapes(state, repo),
         tokens=tokens,
-        hooks=WebhookSender(state),
+        hooks=WebhookSender(state, timeout=webhook_timeout),
         gate=gate,
     )
 

@@ -8,16 +8,35 @@ and the user's index of DIR are never touched. Merges use `git merge-tree
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar, cast
 
 from bot.core.snapshot import GitError, run_git
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+_SHA = re.compile(r"[0-9a-f]{40}")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def by_sha(method: F) -> F:
+    """Memoise a read whose arguments are all object ids: objects never change, refs do."""
+    cached = functools.lru_cache(maxsize=4096)(method)
+
+    @functools.wraps(method)
+    def wrapper(self: GitRepo, *args: Any, **kwargs: Any) -> Any:
+        if not all(isinstance(a, str) and _SHA.fullmatch(a) for a in args):
+            return method(self, *args, **kwargs)
+        result = cached(self, *args, **kwargs)
+        return list(result) if isinstance(result, list) else result  # callers may edit lists
+
+    return cast(F, wrapper)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +133,7 @@ class GitRepo:
         except GitError:
             return None
 
+    @by_sha
     def commit(self, sha: str) -> CommitInfo:
         """The commit `sha` (already resolved)."""
         fmt = "%H%x00%T%x00%P%x00%an%x00%ae%x00%aI%x00%cn%x00%ce%x00%cI%x00%B"
@@ -128,6 +148,7 @@ class GitRepo:
             message=f[9].rstrip("\n"),
         )
 
+    @by_sha
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         """Whether `ancestor` is reachable from `descendant`."""
         try:
@@ -136,6 +157,7 @@ class GitRepo:
             return False
         return True
 
+    @by_sha
     def merge_base(self, a: str, b: str) -> str | None:
         """The best common ancestor of two commits, or None when unrelated."""
         try:
@@ -143,15 +165,18 @@ class GitRepo:
         except GitError:
             return None
 
+    @by_sha
     def commits_between(self, base: str, head: str, limit: int = 250) -> list[str]:
         """Commits reachable from `head` but not `base`, oldest first (at most `limit`)."""
         out = self.git("rev-list", "--reverse", f"--max-count={limit}", head, f"^{base}")
         return out.decode().split()
 
+    @by_sha
     def count_between(self, base: str, head: str) -> int:
         """How many commits `head` has that `base` lacks."""
         return int(self.git("rev-list", "--count", head, f"^{base}").decode())
 
+    @by_sha
     def changes(self, base: str, head: str) -> list[FileChange]:
         """Files changed from `base` to `head` with rename detection, sorted by path."""
         raw = self.git("diff", "--raw", "-z", "-M", "--no-abbrev", base, head, "--").split(b"\0")
@@ -208,6 +233,7 @@ class GitRepo:
             stats[name] = (int(adds) if adds != "-" else 0, int(dels) if dels != "-" else 0)
         return stats
 
+    @by_sha
     def tree(self, sha: str, *, recursive: bool) -> list[TreeEntry]:
         """The entries of a tree (or a commit's tree), recursively on request."""
         args = ["ls-tree", "-l", "-z", "--full-tree"]
@@ -270,19 +296,25 @@ class GitRepo:
         committer: Person | None = None,
     ) -> str:
         """A new commit on top of `parent` with `files` written (None deletes); returns its sha."""
+        clean = {_clean_path(path): content for path, content in files.items()}
+        written = [p for p, c in clean.items() if c is not None]
         with tempfile.TemporaryDirectory(prefix="hubbot-index-") as tmp:
             env = {"GIT_INDEX_FILE": os.path.join(tmp, "index")}
+            # Five git calls whatever the number of files: blobs are written in one
+            # `hash-object` over temporary files and staged in one `update-index --index-info`.
+            blobs = []
+            for i, path in enumerate(written):
+                content = clean[path]
+                blob = os.path.join(tmp, f"blob-{i}")
+                with open(blob, "wb") as handle:
+                    handle.write(content.encode() if isinstance(content, str) else content or b"")
+                blobs.append(blob)
+            oids = self._run(["hash-object", "-w", "--", *blobs]).decode().split() if blobs else []
+            records = [f"100644 {oid}\t{path}" for oid, path in zip(oids, written, strict=True)]
+            records += [f"0 {'0' * 40}\t{p}" for p, c in clean.items() if c is None]  # removals
             self._run(["read-tree", parent], env=env)
-            for path, content in files.items():
-                clean = _clean_path(path)
-                if content is None:
-                    self._run(["update-index", "--force-remove", "--", clean], env=env)
-                    continue
-                data = content.encode() if isinstance(content, str) else content
-                oid = self._run(["hash-object", "-w", "--stdin"], input=data).decode().strip()
-                self._run(
-                    ["update-index", "--add", "--cacheinfo", f"100644,{oid},{clean}"], env=env
-                )
+            staged = "".join(r + "\0" for r in records).encode()
+            self._run(["update-index", "-z", "--index-info"], env=env, input=staged)
             tree = self._run(["write-tree"], env=env).decode().strip()
         return self.commit_tree(tree, [parent], message=message, author=author, committer=committer)
 
@@ -310,6 +342,7 @@ class GitRepo:
             args += ["-p", p]
         return self._run(args, env=env, input=message.encode()).decode().strip()
 
+    @by_sha
     def merge_tree(self, ours: str, theirs: str) -> str:
         """The tree of merging `theirs` into `ours`; MergeConflict when it does not merge."""
         proc = self._proc(["merge-tree", "--write-tree", "--name-only", ours, theirs])

@@ -167,6 +167,7 @@ class Shapes:
         pushed: int | str = iso(s.pushed_at)
         if push:
             created, pushed = int(s.created_at.timestamp()), int(s.pushed_at.timestamp())
+        legacy = {"stargazers": 0, "master_branch": "main", "organization": owner} if push else {}
         return {
             "id": ident,
             "node_id": node_id("Repository", ident),
@@ -213,6 +214,7 @@ class Shapes:
             "watchers": 0,
             "default_branch": "main",
             "custom_properties": {},
+            **legacy,  # push payloads still carry these older repository keys
         }
 
     def full_repository(self, *, fork_owner: str | None = None) -> dict[str, Any]:
