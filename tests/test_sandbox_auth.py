@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import gidgethub
@@ -169,3 +170,35 @@ async def test_manifest_conversion_hands_out_working_credentials(github_sandbox,
     with pytest.raises(gidgethub.BadRequest) as caught:  # codes are single use
         await anonymous.post(f"/app-manifests/{code}/conversions", data=b"")
     assert caught.value.status_code == 404
+
+
+async def test_manifest_web_flow_redirects_with_a_code(github_sandbox, control):
+    """What `hubbot register`'s page does: post the manifest form to GitHub's web side."""
+    from urllib.parse import parse_qs, urlsplit
+
+    await control.post("/webhook", {"url": None})  # a new app has no webhook URL yet
+    manifest = {
+        "name": "hubbot-test",
+        "url": "https://example.org/hubbot",
+        "redirect_url": "http://127.0.0.1:1/callback",
+        "hook_attributes": {"url": "http://127.0.0.1:2/webhook"},
+    }
+    web_url = (await control.get("/"))["web_url"]
+    async with control.session.post(
+        f"{web_url}/organizations/hubbot-sandbox/settings/apps/new?state=xyz",
+        data={"manifest": json.dumps(manifest)},
+        allow_redirects=False,
+    ) as resp:
+        assert resp.status == 302
+        location = urlsplit(resp.headers["Location"])
+    assert location.path == "/callback"
+    query = parse_qs(location.query)
+    assert query["state"] == ["xyz"]
+    anonymous = GitHubAPI(control.session, "t", base_url=github_sandbox.api_url)
+    app = await anonymous.post(f"/app-manifests/{query['code'][0]}/conversions", data=b"")
+    assert app["name"] == "hubbot-test"
+    assert (await control.get("/"))["webhook_url"] == "http://127.0.0.1:2/webhook"
+    async with control.session.post(
+        f"{web_url}/settings/apps/new", data={"manifest": "{not json"}, allow_redirects=False
+    ) as resp:
+        assert resp.status == 422

@@ -25,6 +25,7 @@ from bot.sandbox.github import (
     rest_pulls,
     rest_repos,
     rest_users,
+    web_manifest,
 )
 from bot.sandbox.github.auth import TokenStore, generate_private_key, public_key_pem
 from bot.sandbox.github.context import CONTEXT, Context
@@ -111,6 +112,7 @@ def create_app(context: Context) -> web.Application:
     for module in REST_MODULES:
         app.add_routes(module.routes)
     app.add_routes(control.routes)
+    app.add_routes(web_manifest.routes)
     app.cleanup_ctx.append(_webhook_sender)
     return app
 

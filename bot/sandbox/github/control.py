@@ -106,6 +106,7 @@ async def info(request: web.Request) -> web.Response:
         {
             "api_url": s.base_url,
             "control_url": f"{s.base_url}/_sandbox",
+            "web_url": f"{s.base_url}/_html",
             "installation_id": app.installation_id,
             "app_id": app.id,
             "app_slug": app.slug,

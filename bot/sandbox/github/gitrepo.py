@@ -101,6 +101,7 @@ class GitRepo:
     # ---- reading -----------------------------------------------------------------
     def git(self, *args: str, input: bytes | None = None) -> bytes:
         """Run git in the repository (see `bot.core.snapshot.run_git`)."""
+        _check_args(args)
         return run_git(self.path, *args, input=input)
 
     def resolve(self, ref: str) -> str | None:
@@ -273,7 +274,10 @@ class GitRepo:
         path = path.strip("/")
         if not path:
             return TreeEntry("", "040000", "tree", self.tree_sha(commit) or "", None)
-        out = self.git("ls-tree", "-l", "-z", "--full-tree", commit, "--", path)
+        try:
+            out = self.git("ls-tree", "-l", "-z", "--full-tree", commit, "--", path)
+        except GitError:
+            return None  # a path git refuses (outside the repository, NUL): nothing there
         for rec in out.split(b"\0"):
             meta, _, name = rec.partition(b"\t")
             if name.decode("utf-8", "surrogateescape") == path:
@@ -374,6 +378,7 @@ class GitRepo:
     ) -> subprocess.CompletedProcess[bytes]:
         # Own subprocess call (not run_git) because plumbing here needs GIT_INDEX_FILE,
         # identity variables and merge-tree's exit status 1 ("conflicts").
+        _check_args(args)
         full_env = {**os.environ, **(env or {})}
         return subprocess.run(
             ["git", "-C", self.path, "-c", "commit.gpgsign=false", *args],
@@ -391,6 +396,12 @@ class GitRepo:
             message = proc.stderr.decode(errors="replace").strip().splitlines()
             raise GitError(message[-1] if message else f"git {args[0]} failed")
         return proc.stdout
+
+
+def _check_args(args: tuple[str, ...] | list[str]) -> None:
+    """Refuse arguments no process can receive (a NUL byte from a URL such as `%00`)."""
+    if any("\0" in a for a in args):
+        raise GitError("invalid argument: NUL byte")
 
 
 def _clean_path(path: str) -> str:
