@@ -162,8 +162,10 @@ def test_description_fixes_are_targeted():
         "b": {"type": "string", "nullable": True, "enum": ["x"]},
         "c": {"nullable": True, "oneOf": [{"type": "object"}]},
         "d": {"type": "string", "enum": ["x"]},
+        "e": {"allOf": [{"title": "Simple User"}, {"title": "Enterprise"}]},
     }
-    assert fix_description(spec) == 3
+    assert fix_description(spec) == 4
+    assert "allOf" not in spec["e"] and len(spec["e"]["anyOf"]) == 2
     assert "discriminator" not in spec["a"]
     assert spec["b"]["enum"] == ["x", None]
     assert spec["c"]["oneOf"][-1]["enum"] == [None]

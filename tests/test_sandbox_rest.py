@@ -331,3 +331,48 @@ async def test_fork_head_repository_is_readable(gh, control, github_sandbox):
     with pytest.raises(gidgethub.BadRequest) as caught:  # writes only on the repository itself
         await gh.post(f"{fork}/issues/1/comments", data={"body": "no"})
     assert caught.value.status_code == 404
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/contents/%00",
+        "/contents/../../etc/passwd",
+        "/contents/config?ref=--help",
+        "/git/trees/main%00",
+        "/git/trees/--output=x",
+        "/git/blobs/zz",
+        "/compare/...",
+        "/compare/main...-x",
+        "/commits/-n",
+        "/tarball/--format=zip",
+        "/branches/-d",
+        "/pulls/abc",
+        "/issues/1/comments?since=garbage",
+        "/deployments?per_page=abc",
+        "/check-runs/1/annotations?page=-1&per_page=0",
+        "/collaborators/%20/permission",
+    ],
+)
+async def test_hostile_paths_get_4xx_never_5xx(gh, repo, control, github_sandbox, path):
+    async with control.session.get(
+        f"{github_sandbox.api_url}{repo}{path}",
+        headers={"Authorization": f"token {gh.oauth_token}"},
+    ) as resp:
+        assert resp.status < 500
+        if resp.status >= 400:
+            assert "message" in await resp.json()
+    github_sandbox.violations.clear()  # some of these break the description on purpose
+
+
+async def test_installation_listing_and_pull_commits(gh, repo, control, github_sandbox):
+    from tests.test_sandbox_auth import app_jwt
+
+    app = await gh.getitem("/app/installations", jwt=app_jwt(github_sandbox))
+    assert [i["id"] for i in app] == [github_sandbox.installation_id]
+    reachable = await gh.getitem("/installation/repositories")
+    assert [r["full_name"] for r in reachable["repositories"]] == [github_sandbox.state.full_name]
+    number = await control.open_pull({"a": "a"})
+    pushed = await control.post(f"/pulls/{number}/commits", {"files": {"b": "b"}})
+    commits = await gh.getitem(f"{repo}/pulls/{number}/commits")
+    assert [c["sha"] for c in commits][-1] == pushed["sha"] and len(commits) == 2

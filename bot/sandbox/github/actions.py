@@ -312,6 +312,8 @@ async def update_pull(c: Context, pull: Pull, changes: dict[str, Any], sender: s
             if head is None:
                 raise validation_failed("PullRequest", "state", "the head branch is gone")
             pull.state, pull.closed_at, pull.head_sha = "open", None, head
+            if head not in pull.head_history:
+                pull.head_history.append(head)
             futures.append(_pull_event(c, pull, "reopened", sender))
     return futures
 

@@ -22,6 +22,19 @@ async def get_app(request: web.Request) -> web.Response:
     return json_response(ctx(request).shapes.integration())
 
 
+@routes.get("/app/installations")
+@auth_kind("jwt")
+async def list_installations(request: web.Request) -> web.Response:
+    """GET /app/installations: the app's one installation."""
+    return json_response([ctx(request).shapes.installation()])
+
+
+@routes.get("/installation/repositories")
+async def installation_repositories(request: web.Request) -> web.Response:
+    """GET /installation/repositories: what an installation token can reach."""
+    return json_response({"total_count": 1, "repositories": [ctx(request).shapes.repository()]})
+
+
 @routes.get("/repos/{owner}/{repo}/installation")
 @auth_kind("jwt")
 async def get_repo_installation(request: web.Request) -> web.Response:

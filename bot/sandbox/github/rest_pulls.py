@@ -77,6 +77,18 @@ async def list_pull_files(request: web.Request) -> web.Response:
     return json_response(page, headers=headers)
 
 
+@routes.get("/repos/{owner}/{repo}/pulls/{pull_number}/commits")
+async def list_pull_commits(request: web.Request) -> web.Response:
+    """GET /repos/{owner}/{repo}/pulls/{pull_number}/commits, oldest first (at most 250)."""
+    repo_owner(request)
+    c = ctx(request)
+    pull = pull_or_404(c, request.match_info["pull_number"])
+    base = c.shapes.pull_stats(pull).merge_base
+    shas = c.repo.commits_between(base, pull.head_sha)
+    page, headers = paginate(request, shas)
+    return json_response([c.shapes.commit(c.repo.commit(s)) for s in page], headers=headers)
+
+
 @routes.get("/repos/{owner}/{repo}/pulls/{pull_number}/reviews")
 async def list_reviews(request: web.Request) -> web.Response:
     """GET /repos/{owner}/{repo}/pulls/{pull_number}/reviews, oldest first."""
