@@ -31,6 +31,8 @@ class DeployJob:
     timeout_seconds: float
     labels: Mapping[str, str] = field(default_factory=dict)  # who asked: delivery, PR, rollout
     env: Mapping[str, str] = field(default_factory=dict)  # non-secret environment
+    # sops-encrypted files (repository paths) the local executor decrypts in its checkout
+    secret_files: tuple[str, ...] = ()
 
     @property
     def target(self) -> str:
