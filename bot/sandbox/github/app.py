@@ -17,6 +17,8 @@ from aiohttp import web
 
 from bot.sandbox.github import (
     control,
+    control_io,
+    control_records,
     rest_app,
     rest_checks,
     rest_deployments,
@@ -29,8 +31,9 @@ from bot.sandbox.github import (
 )
 from bot.sandbox.github.auth import TokenStore, generate_private_key, public_key_pem
 from bot.sandbox.github.context import CONTEXT, Context
+from bot.sandbox.github.gate import Gate
 from bot.sandbox.github.gitrepo import GitRepo
-from bot.sandbox.github.http import Checker, Gate
+from bot.sandbox.github.http import Checker
 from bot.sandbox.github.shapes_git import GitShapes
 from bot.sandbox.github.state import AppInfo, Delivery, RecordedRequest, State, now
 from bot.sandbox.github.webhooks import DELIVERY_TIMEOUT, WebhookSender
@@ -106,12 +109,13 @@ def build_context(
 def create_app(context: Context) -> web.Application:
     """The aiohttp application of a double: REST routes, control API, webhook sender."""
     app = web.Application(
-        middlewares=[control.control_errors, context.gate.middleware], client_max_size=MAX_BODY
+        middlewares=[control_io.control_errors, context.gate.middleware], client_max_size=MAX_BODY
     )
     app[CONTEXT] = context
     for module in REST_MODULES:
         app.add_routes(module.routes)
     app.add_routes(control.routes)
+    app.add_routes(control_records.routes)
     app.add_routes(web_manifest.routes)
     app.cleanup_ctx.append(_webhook_sender)
     return app

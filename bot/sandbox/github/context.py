@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from bot.sandbox.github.auth import TokenStore
+from bot.sandbox.github.gate import Gate
 from bot.sandbox.github.gitrepo import GitRepo
-from bot.sandbox.github.http import Gate, not_found
+from bot.sandbox.github.http import not_found
 from bot.sandbox.github.shapes_git import GitShapes
 from bot.sandbox.github.state import State
 from bot.sandbox.github.webhooks import WebhookSender
