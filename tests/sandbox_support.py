@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -16,6 +17,7 @@ from typing import Any
 
 import aiohttp
 import jsonschema
+import jwt
 from aiohttp import web
 from gidgethub import apps
 from gidgethub.aiohttp import GitHubAPI
@@ -181,6 +183,30 @@ async def installation_client(
     return GitHubAPI(
         session, "hubbot-tests", oauth_token=token["token"], base_url=sandbox.api_url, **kw
     )
+
+
+def app_jwt(
+    sandbox: GitHubSandbox,
+    *,
+    key: str | None = None,
+    iss: str | None = None,
+    iat: int = -60,
+    exp: int = 540,
+    alg: str = "RS256",
+) -> str:
+    """An app JWT; `iat` and `exp` are seconds from now."""
+    now = int(time.time())
+    claims = {
+        "iat": now + iat,
+        "exp": now + exp,
+        "iss": str(sandbox.app_id) if iss is None else iss,
+    }
+    secret = (
+        "a-shared-secret-that-is-long-enough-for-hs256"
+        if alg == "HS256"
+        else (key or sandbox.private_key)
+    )
+    return jwt.encode(claims, secret, algorithm=alg)
 
 
 def repo_path(sandbox: GitHubSandbox) -> str:

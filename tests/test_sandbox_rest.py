@@ -12,7 +12,7 @@ import cachetools
 import gidgethub
 import pytest
 
-from tests.sandbox_support import git, installation_client, repo_path
+from tests.sandbox_support import app_jwt, git, installation_client, repo_path
 
 pytestmark = pytest.mark.usefixtures("github_sandbox")
 PROD_VALUES = "jupyterhub:\n  singleuser:\n    cpu: 2\n"  # as in DEFAULT_FILES: a pure rename
@@ -366,8 +366,6 @@ async def test_hostile_paths_get_4xx_never_5xx(gh, repo, control, github_sandbox
 
 
 async def test_installation_listing_and_pull_commits(gh, repo, control, github_sandbox):
-    from tests.test_sandbox_auth import app_jwt
-
     app = await gh.getitem("/app/installations", jwt=app_jwt(github_sandbox))
     assert [i["id"] for i in app] == [github_sandbox.installation_id]
     reachable = await gh.getitem("/installation/repositories")
