@@ -99,7 +99,7 @@ async def github_sandbox(
 
 
 @pytest.fixture
-async def control(github_sandbox: Any) -> AsyncIterator[Any]:
+async def sandbox_ctl(github_sandbox: Any) -> AsyncIterator[Any]:
     """A control API client for `github_sandbox`."""
     import aiohttp
 

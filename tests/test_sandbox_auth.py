@@ -17,14 +17,14 @@ from tests.sandbox_support import app_jwt, installation_client, repo_path
 OTHER_KEY = generate_private_key()
 
 
-async def get_app(control, sandbox, authorization: str | None):
+async def get_app(sandbox_ctl, sandbox, authorization: str | None):
     headers = {"Authorization": authorization} if authorization else {}
-    async with control.session.get(f"{sandbox.api_url}/app", headers=headers) as resp:
+    async with sandbox_ctl.session.get(f"{sandbox.api_url}/app", headers=headers) as resp:
         return resp.status, await resp.json()
 
 
-async def test_valid_jwt_reads_the_app(github_sandbox, control):
-    status, body = await get_app(control, github_sandbox, f"Bearer {app_jwt(github_sandbox)}")
+async def test_valid_jwt_reads_the_app(github_sandbox, sandbox_ctl):
+    status, body = await get_app(sandbox_ctl, github_sandbox, f"Bearer {app_jwt(github_sandbox)}")
     assert status == 200
     assert (body["id"], body["slug"]) == (github_sandbox.app_id, "hubbot")
 
@@ -41,9 +41,9 @@ async def test_valid_jwt_reads_the_app(github_sandbox, control):
     ],
     ids=["wrong-key", "hs256", "wrong-iss", "expired", "exp-too-far", "iat-future"],
 )
-async def test_bad_jwts_are_401(github_sandbox, control, claims, message):
+async def test_bad_jwts_are_401(github_sandbox, sandbox_ctl, claims, message):
     token = app_jwt(github_sandbox, **claims)
-    status, body = await get_app(control, github_sandbox, f"Bearer {token}")
+    status, body = await get_app(sandbox_ctl, github_sandbox, f"Bearer {token}")
     assert status == 401
     assert message in body["message"]
     assert body["documentation_url"].startswith("https://docs.github.com/")
@@ -51,13 +51,13 @@ async def test_bad_jwts_are_401(github_sandbox, control, claims, message):
 
 
 @pytest.mark.parametrize("header", [None, "Bearer ", "Basic abc", "Bearer ghs_notajwt"])
-async def test_missing_or_non_jwt_credentials_on_app_endpoints(github_sandbox, control, header):
-    status, _ = await get_app(control, github_sandbox, header)
+async def test_missing_or_non_jwt_credentials_on_app_endpoints(github_sandbox, sandbox_ctl, header):
+    status, _ = await get_app(sandbox_ctl, github_sandbox, header)
     assert status == 401
 
 
-async def test_installation_token_shape_and_use(github_sandbox, control):
-    app = GitHubAPI(control.session, "t", base_url=github_sandbox.api_url)
+async def test_installation_token_shape_and_use(github_sandbox, sandbox_ctl):
+    app = GitHubAPI(sandbox_ctl.session, "t", base_url=github_sandbox.api_url)
     installation = await app.getitem(
         f"{repo_path(github_sandbox)}/installation", jwt=app_jwt(github_sandbox)
     )
@@ -72,14 +72,16 @@ async def test_installation_token_shape_and_use(github_sandbox, control):
     expires = calendar.timegm(time.strptime(token["expires_at"], "%Y-%m-%dT%H:%M:%SZ"))
     assert 3500 < expires - time.time() <= 3600
     gh = GitHubAPI(
-        control.session, "t", oauth_token=token["token"], base_url=github_sandbox.api_url
+        sandbox_ctl.session, "t", oauth_token=token["token"], base_url=github_sandbox.api_url
     )
     repo = await gh.getitem(repo_path(github_sandbox))
     assert repo["full_name"] == github_sandbox.state.full_name
 
 
-async def test_token_endpoints_refuse_jwts_and_tokens_refuse_app_endpoints(github_sandbox, control):
-    gh = await installation_client(control.session, github_sandbox)
+async def test_token_endpoints_refuse_jwts_and_tokens_refuse_app_endpoints(
+    github_sandbox, sandbox_ctl
+):
+    gh = await installation_client(sandbox_ctl.session, github_sandbox)
     with pytest.raises(gidgethub.BadRequest) as caught:
         await gh.getitem(repo_path(github_sandbox), jwt=app_jwt(github_sandbox))
     assert caught.value.status_code == 401
@@ -88,8 +90,8 @@ async def test_token_endpoints_refuse_jwts_and_tokens_refuse_app_endpoints(githu
     assert caught.value.status_code == 401
 
 
-async def test_unknown_installation_is_404(github_sandbox, control):
-    app = GitHubAPI(control.session, "t", base_url=github_sandbox.api_url)
+async def test_unknown_installation_is_404(github_sandbox, sandbox_ctl):
+    app = GitHubAPI(sandbox_ctl.session, "t", base_url=github_sandbox.api_url)
     with pytest.raises(gidgethub.BadRequest) as caught:
         await apps.get_installation_access_token(
             app,
@@ -100,30 +102,32 @@ async def test_unknown_installation_is_404(github_sandbox, control):
     assert caught.value.status_code == 404
 
 
-async def test_expired_tokens_answer_bad_credentials(github_sandbox, control):
-    gh = await installation_client(control.session, github_sandbox)
+async def test_expired_tokens_answer_bad_credentials(github_sandbox, sandbox_ctl):
+    gh = await installation_client(sandbox_ctl.session, github_sandbox)
     await gh.getitem(repo_path(github_sandbox))
-    assert (await control.post("/tokens/expire"))["expired"] == 1
+    assert (await sandbox_ctl.post("/tokens/expire"))["expired"] == 1
     with pytest.raises(gidgethub.BadRequest) as caught:
         await gh.getitem(repo_path(github_sandbox))
     assert caught.value.status_code == 401
     assert "Bad credentials" in str(caught.value)
-    fresh = await installation_client(control.session, github_sandbox)
+    fresh = await installation_client(sandbox_ctl.session, github_sandbox)
     assert (await fresh.getitem(repo_path(github_sandbox)))["name"] == github_sandbox.state.name
 
 
 @pytest.mark.parametrize("header", [None, "token ghs_" + "x" * 36, "token "])
-async def test_rest_endpoints_need_a_live_token(github_sandbox, control, header):
+async def test_rest_endpoints_need_a_live_token(github_sandbox, sandbox_ctl, header):
     headers = {"Authorization": header} if header else {}
     url = f"{github_sandbox.api_url}{repo_path(github_sandbox)}"
-    async with control.session.get(url, headers=headers) as resp:
+    async with sandbox_ctl.session.get(url, headers=headers) as resp:
         assert resp.status == 401
         body = await resp.json()
     assert body["message"] in ("Requires authentication", "Bad credentials")
 
 
-async def test_token_for_other_repositories_or_more_permissions_is_refused(github_sandbox, control):
-    app = GitHubAPI(control.session, "t", base_url=github_sandbox.api_url)
+async def test_token_for_other_repositories_or_more_permissions_is_refused(
+    github_sandbox, sandbox_ctl
+):
+    app = GitHubAPI(sandbox_ctl.session, "t", base_url=github_sandbox.api_url)
     url = f"/app/installations/{github_sandbox.installation_id}/access_tokens"
     for data in ({"repositories": ["elsewhere"]}, {"permissions": {"administration": "write"}}):
         with pytest.raises(gidgethub.BadRequest) as caught:
@@ -137,9 +141,9 @@ async def test_token_for_other_repositories_or_more_permissions_is_refused(githu
     assert scoped["repositories"][0]["name"] == github_sandbox.state.name
 
 
-async def test_manifest_conversion_hands_out_working_credentials(github_sandbox, control):
-    code = (await control.post("/app-manifests", {"manifest": {"name": "my-hubbot"}}))["code"]
-    anonymous = GitHubAPI(control.session, "t", base_url=github_sandbox.api_url)
+async def test_manifest_conversion_hands_out_working_credentials(github_sandbox, sandbox_ctl):
+    code = (await sandbox_ctl.post("/app-manifests", {"manifest": {"name": "my-hubbot"}}))["code"]
+    anonymous = GitHubAPI(sandbox_ctl.session, "t", base_url=github_sandbox.api_url)
     app = await anonymous.post(f"/app-manifests/{code}/conversions", data=b"")
     assert (app["id"], app["slug"], app["name"]) == (github_sandbox.app_id, "hubbot", "my-hubbot")
     assert app["webhook_secret"] == "sandbox-secret"
@@ -157,19 +161,19 @@ async def test_manifest_conversion_hands_out_working_credentials(github_sandbox,
     assert caught.value.status_code == 404
 
 
-async def test_manifest_web_flow_redirects_with_a_code(github_sandbox, control):
+async def test_manifest_web_flow_redirects_with_a_code(github_sandbox, sandbox_ctl):
     """What `hubbot register`'s page does: post the manifest form to GitHub's web side."""
     from urllib.parse import parse_qs, urlsplit
 
-    await control.post("/webhook", {"url": None})  # a new app has no webhook URL yet
+    await sandbox_ctl.post("/webhook", {"url": None})  # a new app has no webhook URL yet
     manifest = {
         "name": "hubbot-test",
         "url": "https://example.org/hubbot",
         "redirect_url": "http://127.0.0.1:1/callback",
         "hook_attributes": {"url": "http://127.0.0.1:2/webhook"},
     }
-    web_url = (await control.get("/"))["web_url"]
-    async with control.session.post(
+    web_url = (await sandbox_ctl.get("/"))["web_url"]
+    async with sandbox_ctl.session.post(
         f"{web_url}/organizations/hubbot-sandbox/settings/apps/new?state=xyz",
         data={"manifest": json.dumps(manifest)},
         allow_redirects=False,
@@ -179,11 +183,11 @@ async def test_manifest_web_flow_redirects_with_a_code(github_sandbox, control):
     assert location.path == "/callback"
     query = parse_qs(location.query)
     assert query["state"] == ["xyz"]
-    anonymous = GitHubAPI(control.session, "t", base_url=github_sandbox.api_url)
+    anonymous = GitHubAPI(sandbox_ctl.session, "t", base_url=github_sandbox.api_url)
     app = await anonymous.post(f"/app-manifests/{query['code'][0]}/conversions", data=b"")
     assert app["name"] == "hubbot-test"
-    assert (await control.get("/"))["webhook_url"] == "http://127.0.0.1:2/webhook"
-    async with control.session.post(
+    assert (await sandbox_ctl.get("/"))["webhook_url"] == "http://127.0.0.1:2/webhook"
+    async with sandbox_ctl.session.post(
         f"{web_url}/settings/apps/new", data={"manifest": "{not json"}, allow_redirects=False
     ) as resp:
         assert resp.status == 422

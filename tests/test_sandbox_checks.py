@@ -20,14 +20,14 @@ def note(line: int, **extra):
 
 
 @pytest.fixture
-async def setup(github_sandbox, control):
-    number = await control.open_pull({"config/a.yaml": "a: 1\n"})
-    head = (await control.get(f"/pulls/{number}"))["head"]["sha"]
-    gh = await installation_client(control.session, github_sandbox)
+async def setup(github_sandbox, sandbox_ctl):
+    number = await sandbox_ctl.open_pull({"config/a.yaml": "a: 1\n"})
+    head = (await sandbox_ctl.get(f"/pulls/{number}"))["head"]["sha"]
+    gh = await installation_client(sandbox_ctl.session, github_sandbox)
     return gh, repo_path(github_sandbox), head, number
 
 
-async def test_annotations_are_appended_across_updates(setup, control):
+async def test_annotations_are_appended_across_updates(setup, sandbox_ctl):
     gh, repo, head, number = setup
     run = await gh.post(
         f"{repo}/check-runs",
@@ -59,7 +59,7 @@ async def test_annotations_are_appended_across_updates(setup, control):
     assert done["output"]["annotations_count"] == 52
     listed = [a async for a in gh.getiter(f"{repo}/check-runs/{run['id']}/annotations?per_page=50")]
     assert [a["start_line"] for a in listed] == list(range(1, 53))
-    view = await control.get(f"/pulls/{number}")
+    view = await sandbox_ctl.get(f"/pulls/{number}")
     assert view["check_runs"][0]["output"]["summary"] == "2 errors"
     assert len(view["check_runs"][0]["annotations"]) == 52
     assert (await gh.getitem(f"{repo}/check-runs/{run['id']}"))["pull_requests"][0][

@@ -11,8 +11,8 @@ STATES = ["error", "failure", "inactive", "in_progress", "queued", "pending", "s
 
 
 @pytest.fixture
-async def gh(github_sandbox, control):
-    return await installation_client(control.session, github_sandbox)
+async def gh(github_sandbox, sandbox_ctl):
+    return await installation_client(sandbox_ctl.session, github_sandbox)
 
 
 @pytest.fixture
@@ -73,21 +73,21 @@ async def test_defaults_filters_and_order(gh, repo, github_sandbox):
     assert (await gh.getitem(f"{repo}/deployments/{prod['id']}"))["id"] == prod["id"]
 
 
-async def test_statuses_newest_first_and_visible_in_control(gh, repo, control):
-    number = await control.open_pull({"x": "x"})
-    head = (await control.get(f"/pulls/{number}"))["head"]["sha"]
+async def test_statuses_newest_first_and_visible_in_control(gh, repo, sandbox_ctl):
+    number = await sandbox_ctl.open_pull({"x": "x"})
+    head = (await sandbox_ctl.get(f"/pulls/{number}"))["head"]["sha"]
     dep = await deploy(gh, repo, head, "alpha/staging", transient_environment=True)
     for state in ("queued", "in_progress", "success"):
         await gh.post(f"{repo}/deployments/{dep['id']}/statuses", data={"state": state})
     listed = [s["state"] async for s in gh.getiter(f"{repo}/deployments/{dep['id']}/statuses")]
     assert listed == ["success", "in_progress", "queued"]
-    view = await control.get(f"/pulls/{number}")
+    view = await sandbox_ctl.get(f"/pulls/{number}")
     assert [s["state"] for s in view["deployments"][0]["statuses"]] == [
         "queued",
         "in_progress",
         "success",
     ]
-    assert (await control.get("/deployments"))[0]["id"] == dep["id"]
+    assert (await sandbox_ctl.get("/deployments"))[0]["id"] == dep["id"]
 
 
 async def test_auto_inactive_follows_githubs_rule(gh, repo):
@@ -119,13 +119,15 @@ async def test_auto_inactive_follows_githubs_rule(gh, repo):
     assert await last_state(kept) == "success"
 
 
-async def test_required_contexts_check_the_commits_check_runs(gh, repo, control, github_sandbox):
+async def test_required_contexts_check_the_commits_check_runs(
+    gh, repo, sandbox_ctl, github_sandbox
+):
     main = git(github_sandbox.context.repo.path, "rev-parse", "main")
     await gh.post(
         f"{repo}/check-runs",
         data={"name": "hubbot/plan", "head_sha": main, "conclusion": "failure"},
     )
-    async with control.session.post(
+    async with sandbox_ctl.session.post(
         f"{github_sandbox.api_url}{repo}/deployments",
         json={"ref": main, "auto_merge": False},
         headers={"Authorization": f"token {gh.oauth_token}"},
@@ -139,10 +141,10 @@ async def test_required_contexts_check_the_commits_check_runs(gh, repo, control,
 
 
 async def test_auto_merge_merges_the_default_branch_into_a_branch_behind(
-    gh, repo, control, github_sandbox
+    gh, repo, sandbox_ctl, github_sandbox
 ):
-    await control.post("/branches", {"name": "preview", "files": {"p.txt": "p"}})
-    await control.post("/push", {"branch": "main", "files": {"m.txt": "m"}})
+    await sandbox_ctl.post("/branches", {"name": "preview", "files": {"p.txt": "p"}})
+    await sandbox_ctl.post("/push", {"branch": "main", "files": {"m.txt": "m"}})
     before = git(github_sandbox.context.repo.path, "rev-parse", "preview")
     answer = await gh.post(f"{repo}/deployments", data={"ref": "preview", "required_contexts": []})
     assert answer == {"message": "Auto-merged main into preview on deployment."}
@@ -155,10 +157,10 @@ async def test_auto_merge_merges_the_default_branch_into_a_branch_behind(
     ] == merged
 
 
-async def test_auto_merge_conflict_is_409(gh, repo, control):
+async def test_auto_merge_conflict_is_409(gh, repo, sandbox_ctl):
     path = "config/clusters/alpha/prod.values.yaml"
-    await control.post("/branches", {"name": "preview", "files": {path: "a\n"}})
-    await control.post("/push", {"branch": "main", "files": {path: "b\n"}})
+    await sandbox_ctl.post("/branches", {"name": "preview", "files": {path: "a\n"}})
+    await sandbox_ctl.post("/push", {"branch": "main", "files": {path: "b\n"}})
     with pytest.raises(gidgethub.BadRequest) as caught:
         await gh.post(f"{repo}/deployments", data={"ref": "preview", "required_contexts": []})
     assert caught.value.status_code == 409

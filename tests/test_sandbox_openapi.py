@@ -45,13 +45,13 @@ def test_description_loads_quickly(openapi_checker):
     ],
 )
 async def test_requests_the_real_api_rejects_are_flagged(
-    github_sandbox, control, method, path, body, status
+    github_sandbox, sandbox_ctl, method, path, body, status
 ):
-    await control.open_pull({"x": "x"})
-    gh = await installation_client(control.session, github_sandbox)
+    await sandbox_ctl.open_pull({"x": "x"})
+    gh = await installation_client(sandbox_ctl.session, github_sandbox)
     if body is not None and "HEAD" in json.dumps(body):
         body["head_sha"] = github_sandbox.context.repo.branch_sha("main")
-    async with control.session.request(
+    async with sandbox_ctl.session.request(
         method,
         f"{github_sandbox.api_url}{repo_path(github_sandbox)}{path}",
         json=body,
@@ -66,12 +66,12 @@ async def test_requests_the_real_api_rejects_are_flagged(
     flagged.clear()
 
 
-async def test_main_endpoints_pass_request_and_response_checks(github_sandbox, control):
+async def test_main_endpoints_pass_request_and_response_checks(github_sandbox, sandbox_ctl):
     """The shapes the double answers validate against the description, endpoint by endpoint."""
-    number = await control.open_pull({"config/a.yaml": "a: 1\n"})
-    gh = await installation_client(control.session, github_sandbox)
+    number = await sandbox_ctl.open_pull({"config/a.yaml": "a: 1\n"})
+    gh = await installation_client(sandbox_ctl.session, github_sandbox)
     repo = repo_path(github_sandbox)
-    head = (await control.get(f"/pulls/{number}"))["head"]["sha"]
+    head = (await sandbox_ctl.get(f"/pulls/{number}"))["head"]["sha"]
     await gh.getitem(repo)
     await gh.getitem(f"{repo}/pulls/{number}")
     await gh.getitem(f"{repo}/pulls?state=all")
@@ -123,8 +123,8 @@ async def test_main_endpoints_pass_request_and_response_checks(github_sandbox, c
     assert len(checked) >= 20
 
 
-async def test_responses_that_drift_are_flagged(github_sandbox, control, monkeypatch):
-    gh = await installation_client(control.session, github_sandbox)
+async def test_responses_that_drift_are_flagged(github_sandbox, sandbox_ctl, monkeypatch):
+    gh = await installation_client(sandbox_ctl.session, github_sandbox)
     shapes = github_sandbox.context.shapes
     original = shapes.full_repository
 

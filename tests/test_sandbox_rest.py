@@ -19,8 +19,8 @@ PROD_VALUES = "jupyterhub:\n  singleuser:\n    cpu: 2\n"  # as in DEFAULT_FILES:
 
 
 @pytest.fixture
-async def gh(github_sandbox, control):
-    return await installation_client(control.session, github_sandbox)
+async def gh(github_sandbox, sandbox_ctl):
+    return await installation_client(sandbox_ctl.session, github_sandbox)
 
 
 @pytest.fixture
@@ -28,21 +28,21 @@ def repo(github_sandbox) -> str:
     return repo_path(github_sandbox)
 
 
-async def test_comment_pagination_with_link_headers(gh, repo, control, github_sandbox):
-    number = await control.open_pull({"x": "x"})
+async def test_comment_pagination_with_link_headers(gh, repo, sandbox_ctl, github_sandbox):
+    number = await sandbox_ctl.open_pull({"x": "x"})
     for i in range(45):
         await gh.post(f"{repo}/issues/{number}/comments", data={"body": f"c{i}"})
     bodies = [c["body"] async for c in gh.getiter(f"{repo}/issues/{number}/comments")]
     assert bodies == [f"c{i}" for i in range(45)]
     pages = [r for r in github_sandbox.requests if r.method == "GET"]
     assert len(pages) == 2  # default per_page is 30
-    async with control.session.get(
+    async with sandbox_ctl.session.get(
         f"{github_sandbox.api_url}{repo}/issues/{number}/comments?per_page=500&page=1",
         headers={"Authorization": f"token {gh.oauth_token}"},
     ) as resp:
         assert len(await resp.json()) == 45  # capped at 100, all on one page
         assert "Link" not in resp.headers
-    async with control.session.get(
+    async with sandbox_ctl.session.get(
         f"{github_sandbox.api_url}{repo}/issues/{number}/comments?per_page=10&page=2",
         headers={"Authorization": f"token {gh.oauth_token}"},
     ) as resp:
@@ -60,9 +60,9 @@ async def test_comment_pagination_with_link_headers(gh, repo, control, github_sa
     assert all(q["per_page"] == ["10"] for q in rels.values())
 
 
-async def test_etag_304_with_gidgethub_cache_costs_no_rate_limit(github_sandbox, control):
+async def test_etag_304_with_gidgethub_cache_costs_no_rate_limit(github_sandbox, sandbox_ctl):
     cache: cachetools.LRUCache = cachetools.LRUCache(maxsize=50)
-    gh = await installation_client(control.session, github_sandbox, cache=cache)
+    gh = await installation_client(sandbox_ctl.session, github_sandbox, cache=cache)
     repo = repo_path(github_sandbox)
     first = await gh.getitem(repo)
     remaining = gh.rate_limit.remaining
@@ -74,8 +74,8 @@ async def test_etag_304_with_gidgethub_cache_costs_no_rate_limit(github_sandbox,
     assert gh.rate_limit.remaining == remaining - 1  # the 304 was free
 
 
-async def test_every_answer_has_githubs_headers(gh, repo, control, github_sandbox):
-    async with control.session.get(
+async def test_every_answer_has_githubs_headers(gh, repo, sandbox_ctl, github_sandbox):
+    async with sandbox_ctl.session.get(
         f"{github_sandbox.api_url}{repo}", headers={"Authorization": f"token {gh.oauth_token}"}
     ) as resp:
         h = resp.headers
@@ -90,7 +90,7 @@ async def test_every_answer_has_githubs_headers(gh, repo, control, github_sandbo
             "X-RateLimit-Resource",
         ):
             assert name in h
-    async with control.session.get(
+    async with sandbox_ctl.session.get(
         f"{github_sandbox.api_url}/repos/nobody/nothing",
         headers={"Authorization": f"token {gh.oauth_token}"},
     ) as resp:
@@ -100,8 +100,8 @@ async def test_every_answer_has_githubs_headers(gh, repo, control, github_sandbo
         assert "X-GitHub-Request-Id" in resp.headers
 
 
-async def test_comment_crud_limits_and_reactions(gh, repo, control):
-    number = await control.open_pull({"x": "x"})
+async def test_comment_crud_limits_and_reactions(gh, repo, sandbox_ctl):
+    number = await sandbox_ctl.open_pull({"x": "x"})
     made = await gh.post(f"{repo}/issues/{number}/comments", data={"body": "plan"})
     assert made["user"]["login"] == "hubbot[bot]" and made["user"]["type"] == "Bot"
     url = f"{repo}/issues/comments/{made['id']}"
@@ -114,8 +114,8 @@ async def test_comment_crud_limits_and_reactions(gh, repo, control):
     assert (await gh.post(f"{url}/reactions", data={"content": "eyes"}))["content"] == "eyes"
     statuses = []
     for _ in range(2):
-        async with control.session.post(
-            f"{control.base.removesuffix('/_sandbox')}{url}/reactions",
+        async with sandbox_ctl.session.post(
+            f"{sandbox_ctl.base.removesuffix('/_sandbox')}{url}/reactions",
             json={"content": "rocket"},
             headers={"Authorization": f"token {gh.oauth_token}"},
         ) as resp:
@@ -125,26 +125,26 @@ async def test_comment_crud_limits_and_reactions(gh, repo, control):
     assert listed == ["eyes", "rocket"]
     (rocket,) = [r async for r in gh.getiter(f"{url}/reactions?content=rocket")]
     await gh.delete(f"{url}/reactions/{rocket['id']}")
-    view = await control.get(f"/pulls/{number}")
+    view = await sandbox_ctl.get(f"/pulls/{number}")
     assert view["comments"][0]["reactions"] == [{"user": "hubbot[bot]", "content": "eyes"}]
     await gh.delete(url)
     with pytest.raises(gidgethub.BadRequest):
         await gh.getitem(url)
 
 
-async def test_labels_add_and_remove(gh, repo, control):
-    number = await control.open_pull({"x": "x"})
+async def test_labels_add_and_remove(gh, repo, sandbox_ctl):
+    number = await sandbox_ctl.open_pull({"x": "x"})
     labels = await gh.post(f"{repo}/issues/{number}/labels", data={"labels": ["a", "b"]})
     assert [x["name"] for x in labels] == ["a", "b"]
     await gh.delete(f"{repo}/issues/{number}/labels/a")  # gidgethub drops the answer
     with pytest.raises(gidgethub.BadRequest) as caught:
         await gh.delete(f"{repo}/issues/{number}/labels/a")
     assert caught.value.status_code == 404
-    assert (await control.get(f"/pulls/{number}"))["labels"] == ["b"]
+    assert (await sandbox_ctl.get(f"/pulls/{number}"))["labels"] == ["b"]
 
 
-async def test_compare_statuses_and_files(gh, repo, control, github_sandbox):
-    await control.post(
+async def test_compare_statuses_and_files(gh, repo, sandbox_ctl, github_sandbox):
+    await sandbox_ctl.post(
         "/branches",
         {
             "name": "feature",
@@ -172,7 +172,7 @@ async def test_compare_statuses_and_files(gh, repo, control, github_sandbox):
     assert cmp["merge_base_commit"]["sha"] == git(
         github_sandbox.context.repo.path, "rev-parse", "main"
     )
-    await control.post("/push", {"branch": "main", "files": {"other.txt": "o"}})
+    await sandbox_ctl.post("/push", {"branch": "main", "files": {"other.txt": "o"}})
     assert (await gh.getitem(f"{repo}/compare/main...feature"))["status"] == "diverged"
     assert (await gh.getitem(f"{repo}/compare/feature...main"))["status"] == "diverged"
     assert (await gh.getitem(f"{repo}/compare/main...main"))["status"] == "identical"
@@ -183,13 +183,13 @@ async def test_compare_statuses_and_files(gh, repo, control, github_sandbox):
     assert caught.value.status_code == 404
 
 
-async def test_compare_caps_files_at_300(gh, repo, control):
-    await control.post(
+async def test_compare_caps_files_at_300(gh, repo, sandbox_ctl):
+    await sandbox_ctl.post(
         "/branches", {"name": "big", "files": {f"f/{i:03}.txt": "x" for i in range(310)}}
     )
     cmp = await gh.getitem(f"{repo}/compare/main...big")
     assert len(cmp["files"]) == 300
-    number = (await control.post("/pulls", {"head": "big"}))["number"]
+    number = (await sandbox_ctl.post("/pulls", {"head": "big"}))["number"]
     files = [f async for f in gh.getiter(f"{repo}/pulls/{number}/files?per_page=100")]
     assert len(files) == 310  # the pull request files API goes up to 3000
 
@@ -224,16 +224,16 @@ async def test_contents_trees_and_blobs(gh, repo, github_sandbox):
     assert caught.value.status_code == 404
 
 
-async def test_tarball_redirects_to_a_codeload_archive(gh, repo, control, github_sandbox):
+async def test_tarball_redirects_to_a_codeload_archive(gh, repo, sandbox_ctl, github_sandbox):
     head = git(github_sandbox.context.repo.path, "rev-parse", "main")
-    async with control.session.get(
+    async with sandbox_ctl.session.get(
         f"{github_sandbox.api_url}{repo}/tarball/main",
         headers={"Authorization": f"token {gh.oauth_token}"},
         allow_redirects=False,
     ) as resp:
         assert resp.status == 302
         location = resp.headers["Location"]
-    async with control.session.get(location) as resp:  # no token needed, as on codeload
+    async with sandbox_ctl.session.get(location) as resp:  # no token needed, as on codeload
         assert resp.status == 200
         data = await resp.read()
     top = f"hubbot-sandbox-{github_sandbox.state.name}-{head[:7]}"
@@ -244,31 +244,31 @@ async def test_tarball_redirects_to_a_codeload_archive(gh, repo, control, github
     assert link.issym() and link.linkname == "config/clusters/alpha/cluster.yaml"
 
 
-async def test_commits_branches_and_pulls_of_a_commit(gh, repo, control, github_sandbox):
-    number = await control.open_pull({"x.txt": "x"})
-    head = (await control.get(f"/pulls/{number}"))["head"]["sha"]
+async def test_commits_branches_and_pulls_of_a_commit(gh, repo, sandbox_ctl, github_sandbox):
+    number = await sandbox_ctl.open_pull({"x.txt": "x"})
+    head = (await sandbox_ctl.get(f"/pulls/{number}"))["head"]["sha"]
     commit = await gh.getitem(f"{repo}/commits/{head}")
     assert commit["sha"] == head and [f["filename"] for f in commit["files"]] == ["x.txt"]
     assert commit["author"]["login"] == "alice"
     open_pulls = await gh.getitem(f"{repo}/commits/{head}/pulls")
     assert [p["number"] for p in open_pulls] == [number]
-    merged = await control.post(f"/pulls/{number}/merge")
+    merged = await sandbox_ctl.post(f"/pulls/{number}/merge")
     for sha in (head, merged["sha"]):
         assert [p["number"] for p in await gh.getitem(f"{repo}/commits/{sha}/pulls")] == [number]
     branch = await gh.getitem(f"{repo}/branches/main")
     assert branch["commit"]["sha"] == merged["sha"]
     assert len(branch["commit"]["parents"]) == 2
-    await control.post("/branches", {"name": "team/feature"})
+    await sandbox_ctl.post("/branches", {"name": "team/feature"})
     assert (await gh.getitem(f"{repo}/branches/team/feature"))["name"] == "team/feature"
     with pytest.raises(gidgethub.BadRequest) as caught:
         await gh.getitem(f"{repo}/commits/{'f' * 40}")
     assert caught.value.status_code == 422
 
 
-async def test_pulls_list_get_and_reviews(gh, repo, control):
-    one = await control.open_pull({"a": "a"}, branch="one")
-    two = await control.open_pull({"b": "b"}, branch="two")
-    await control.patch(f"/pulls/{one}", {"state": "closed"})
+async def test_pulls_list_get_and_reviews(gh, repo, sandbox_ctl):
+    one = await sandbox_ctl.open_pull({"a": "a"}, branch="one")
+    two = await sandbox_ctl.open_pull({"b": "b"}, branch="two")
+    await sandbox_ctl.patch(f"/pulls/{one}", {"state": "closed"})
     assert [p["number"] for p in await gh.getitem(f"{repo}/pulls")] == [two]
     assert [p["number"] for p in await gh.getitem(f"{repo}/pulls?state=all")] == [two, one]
     assert [p["number"] for p in await gh.getitem(f"{repo}/pulls?state=closed")] == [one]
@@ -276,7 +276,7 @@ async def test_pulls_list_get_and_reviews(gh, repo, control):
     assert [p["number"] for p in await gh.getitem(f"{repo}/pulls?head={head}")] == [two]
     pull = await gh.getitem(f"{repo}/pulls/{two}")
     assert (pull["mergeable"], pull["changed_files"], pull["commits"]) == (True, 1, 1)
-    await control.post(f"/pulls/{two}/reviews", {"user": "bob", "state": "CHANGES_REQUESTED"})
+    await sandbox_ctl.post(f"/pulls/{two}/reviews", {"user": "bob", "state": "CHANGES_REQUESTED"})
     reviews = await gh.getitem(f"{repo}/pulls/{two}/reviews")
     assert [(r["user"]["login"], r["state"]) for r in reviews] == [("bob", "CHANGES_REQUESTED")]
     with pytest.raises(gidgethub.BadRequest):
@@ -294,18 +294,18 @@ async def test_pulls_list_get_and_reviews(gh, repo, control):
         ("none", "none"),
     ],
 )
-async def test_collaborator_permission_per_level(gh, repo, control, level, permission):
-    await control.post("/users", {"login": "pat", "permission": level})
+async def test_collaborator_permission_per_level(gh, repo, sandbox_ctl, level, permission):
+    await sandbox_ctl.post("/users", {"login": "pat", "permission": level})
     answer = await gh.getitem(f"{repo}/collaborators/pat/permission")
     assert (answer["permission"], answer["role_name"]) == (permission, level)
     assert answer["user"]["permissions"]["push"] is (level in ("admin", "maintain", "write"))
 
 
-async def test_unknown_users_and_team_membership(gh, repo, control):
+async def test_unknown_users_and_team_membership(gh, repo, sandbox_ctl):
     with pytest.raises(gidgethub.BadRequest) as caught:
         await gh.getitem(f"{repo}/collaborators/ghost/permission")
     assert caught.value.status_code == 404
-    await control.post(
+    await sandbox_ctl.post(
         "/teams", {"org": "hubbot-sandbox", "slug": "partners", "members": {"carol": "maintainer"}}
     )
     member = await gh.getitem("/orgs/hubbot-sandbox/teams/partners/memberships/carol")
@@ -321,8 +321,8 @@ async def test_unknown_users_and_team_membership(gh, repo, control):
         await gh.getitem("/users/ghost")
 
 
-async def test_fork_head_repository_is_readable(gh, control, github_sandbox):
-    await control.open_pull({"x": "x"}, branch="patch", user="eve", fork=True)
+async def test_fork_head_repository_is_readable(gh, sandbox_ctl, github_sandbox):
+    await sandbox_ctl.open_pull({"x": "x"}, branch="patch", user="eve", fork=True)
     fork = f"/repos/eve/{github_sandbox.state.name}"
     repo = await gh.getitem(fork)
     assert repo["fork"] is True and repo["parent"]["full_name"] == github_sandbox.state.full_name
@@ -354,8 +354,8 @@ async def test_fork_head_repository_is_readable(gh, control, github_sandbox):
         "/collaborators/%20/permission",
     ],
 )
-async def test_hostile_paths_get_4xx_never_5xx(gh, repo, control, github_sandbox, path):
-    async with control.session.get(
+async def test_hostile_paths_get_4xx_never_5xx(gh, repo, sandbox_ctl, github_sandbox, path):
+    async with sandbox_ctl.session.get(
         f"{github_sandbox.api_url}{repo}{path}",
         headers={"Authorization": f"token {gh.oauth_token}"},
     ) as resp:
@@ -365,12 +365,12 @@ async def test_hostile_paths_get_4xx_never_5xx(gh, repo, control, github_sandbox
     github_sandbox.violations.clear()  # some of these break the description on purpose
 
 
-async def test_installation_listing_and_pull_commits(gh, repo, control, github_sandbox):
+async def test_installation_listing_and_pull_commits(gh, repo, sandbox_ctl, github_sandbox):
     app = await gh.getitem("/app/installations", jwt=app_jwt(github_sandbox))
     assert [i["id"] for i in app] == [github_sandbox.installation_id]
     reachable = await gh.getitem("/installation/repositories")
     assert [r["full_name"] for r in reachable["repositories"]] == [github_sandbox.state.full_name]
-    number = await control.open_pull({"a": "a"})
-    pushed = await control.post(f"/pulls/{number}/commits", {"files": {"b": "b"}})
+    number = await sandbox_ctl.open_pull({"a": "a"})
+    pushed = await sandbox_ctl.post(f"/pulls/{number}/commits", {"files": {"b": "b"}})
     commits = await gh.getitem(f"{repo}/pulls/{number}/commits")
     assert [c["sha"] for c in commits][-1] == pushed["sha"] and len(commits) == 2

@@ -15,28 +15,28 @@ from tests.sandbox_support import (
 SECRET = "sandbox-secret"  # what the github_sandbox fixture configures
 
 
-async def every_event(control, github_sandbox) -> None:
+async def every_event(sandbox_ctl, github_sandbox) -> None:
     """Drive the double through every event and action it can send."""
-    await control.post("/ping")
-    number = await control.open_pull({"config/a.yaml": "a: 1\n"}, draft=True)
-    await control.post(f"/pulls/{number}/commits", {"files": {"config/b.yaml": "b: 1\n"}})
-    await control.post(f"/pulls/{number}/labels", {"add": ["deploy:staging"]})
-    await control.post(f"/pulls/{number}/labels", {"remove": ["deploy:staging"]})
-    await control.patch(f"/pulls/{number}", {"draft": False})
-    await control.patch(f"/pulls/{number}", {"title": "Renamed", "body": "why"})
-    made = await control.post(f"/pulls/{number}/comments", {"user": "alice", "body": "/plan"})
-    await control.patch(f"/comments/{made['id']}", {"body": "/deploy staging"})
-    await control.call("DELETE", f"/comments/{made['id']}")
-    await control.post(f"/pulls/{number}/reviews", {"user": "bob", "state": "APPROVED"})
-    await control.patch(f"/pulls/{number}", {"state": "closed"})
-    await control.patch(f"/pulls/{number}", {"state": "open"})
+    await sandbox_ctl.post("/ping")
+    number = await sandbox_ctl.open_pull({"config/a.yaml": "a: 1\n"}, draft=True)
+    await sandbox_ctl.post(f"/pulls/{number}/commits", {"files": {"config/b.yaml": "b: 1\n"}})
+    await sandbox_ctl.post(f"/pulls/{number}/labels", {"add": ["deploy:staging"]})
+    await sandbox_ctl.post(f"/pulls/{number}/labels", {"remove": ["deploy:staging"]})
+    await sandbox_ctl.patch(f"/pulls/{number}", {"draft": False})
+    await sandbox_ctl.patch(f"/pulls/{number}", {"title": "Renamed", "body": "why"})
+    made = await sandbox_ctl.post(f"/pulls/{number}/comments", {"user": "alice", "body": "/plan"})
+    await sandbox_ctl.patch(f"/comments/{made['id']}", {"body": "/deploy staging"})
+    await sandbox_ctl.call("DELETE", f"/comments/{made['id']}")
+    await sandbox_ctl.post(f"/pulls/{number}/reviews", {"user": "bob", "state": "APPROVED"})
+    await sandbox_ctl.patch(f"/pulls/{number}", {"state": "closed"})
+    await sandbox_ctl.patch(f"/pulls/{number}", {"state": "open"})
     # the app acting through the REST API sends events too (its own comment, a label)
-    gh = await installation_client(control.session, github_sandbox)
+    gh = await installation_client(sandbox_ctl.session, github_sandbox)
     await gh.post(f"{repo_path(github_sandbox)}/issues/{number}/comments", data={"body": "plan"})
     await gh.post(f"{repo_path(github_sandbox)}/issues/{number}/labels", data={"labels": ["x"]})
-    await control.post(f"/pulls/{number}/merge", {"user": "bob"})
-    fork = await control.open_pull({"f.txt": "f"}, branch="patch-1", user="eve", fork=True)
-    await control.patch(f"/pulls/{fork}", {"state": "closed"})
+    await sandbox_ctl.post(f"/pulls/{number}/merge", {"user": "bob"})
+    fork = await sandbox_ctl.open_pull({"f.txt": "f"}, branch="patch-1", user="eve", fork=True)
+    await sandbox_ctl.patch(f"/pulls/{fork}", {"state": "closed"})
     await github_sandbox.drain()
 
 
@@ -59,18 +59,20 @@ EXPECTED = {
 
 
 async def test_every_payload_validates_against_githubs_webhook_schemas(
-    github_sandbox, control, webhook_receiver
+    github_sandbox, sandbox_ctl, webhook_receiver
 ):
-    await every_event(control, github_sandbox)
+    await every_event(sandbox_ctl, github_sandbox)
     seen = set(webhook_receiver.events())
     assert seen == EXPECTED
     for received in webhook_receiver.received:
         validate_webhook(received.event, received.payload)
 
 
-async def test_payload_keys_match_githubs_real_examples(github_sandbox, control, webhook_receiver):
+async def test_payload_keys_match_githubs_real_examples(
+    github_sandbox, sandbox_ctl, webhook_receiver
+):
     """Beyond the schemas: the same keys as GitHub's recorded examples, at the levels bots read."""
-    await every_event(control, github_sandbox)
+    await every_event(sandbox_ctl, github_sandbox)
     nested = ("pull_request", "comment", "issue", "review", "repository", "sender")
     # Keys GitHub's examples carry that the double leaves out, and why.
     allowed_missing = {
@@ -96,8 +98,8 @@ async def test_payload_keys_match_githubs_real_examples(github_sandbox, control,
                 assert not missing, (received.event, action, key, missing)
 
 
-async def test_signature_verifies_with_gidgethub(control, webhook_receiver):
-    await control.open_pull({"x": "x"})
+async def test_signature_verifies_with_gidgethub(sandbox_ctl, webhook_receiver):
+    await sandbox_ctl.open_pull({"x": "x"})
     for received in webhook_receiver.received:
         event = sansio.Event.from_http(received.headers, received.body, secret=SECRET)
         assert event.delivery_id == received.headers["X-GitHub-Delivery"]
@@ -105,12 +107,12 @@ async def test_signature_verifies_with_gidgethub(control, webhook_receiver):
             sansio.Event.from_http(received.headers, received.body, secret="another-secret")
 
 
-async def test_delivery_headers_are_githubs(github_sandbox, control, webhook_receiver):
+async def test_delivery_headers_are_githubs(github_sandbox, sandbox_ctl, webhook_receiver):
     import hashlib
     import hmac
     import uuid
 
-    await control.open_pull({"x": "x"})
+    await sandbox_ctl.open_pull({"x": "x"})
     headers = webhook_receiver.received[-1].headers
     body = webhook_receiver.received[-1].body
     assert headers["User-Agent"].startswith("GitHub-Hookshot/")
@@ -128,8 +130,10 @@ async def test_delivery_headers_are_githubs(github_sandbox, control, webhook_rec
     assert payload["sender"]["login"] == "alice"
 
 
-async def test_push_payload_lists_commits_and_files(control, webhook_receiver):
-    await control.post("/push", {"branch": "main", "files": {"new.txt": "n", "README.md": None}})
+async def test_push_payload_lists_commits_and_files(sandbox_ctl, webhook_receiver):
+    await sandbox_ctl.post(
+        "/push", {"branch": "main", "files": {"new.txt": "n", "README.md": None}}
+    )
     push = webhook_receiver.received[-1].payload
     assert push["ref"] == "refs/heads/main" and not push["created"]
     assert push["head_commit"]["id"] == push["after"]
@@ -138,15 +142,17 @@ async def test_push_payload_lists_commits_and_files(control, webhook_receiver):
     assert isinstance(push["repository"]["pushed_at"], int)  # push events use epoch seconds
 
 
-async def test_unsigned_without_a_secret(control, webhook_receiver):
-    await control.post("/webhook", {"secret": None})
-    await control.post("/branches", {"name": "x"})
+async def test_unsigned_without_a_secret(sandbox_ctl, webhook_receiver):
+    await sandbox_ctl.post("/webhook", {"secret": None})
+    await sandbox_ctl.post("/branches", {"name": "x"})
     assert "X-Hub-Signature-256" not in webhook_receiver.received[-1].headers
 
 
-async def test_bot_acting_through_the_api_is_the_sender(github_sandbox, control, webhook_receiver):
-    number = await control.open_pull({"x": "x"})
-    gh = await installation_client(control.session, github_sandbox)
+async def test_bot_acting_through_the_api_is_the_sender(
+    github_sandbox, sandbox_ctl, webhook_receiver
+):
+    number = await sandbox_ctl.open_pull({"x": "x"})
+    gh = await installation_client(sandbox_ctl.session, github_sandbox)
     await gh.post(f"{repo_path(github_sandbox)}/issues/{number}/comments", data={"body": "hi"})
     await github_sandbox.drain()
     created = webhook_receiver.received[-1].payload
