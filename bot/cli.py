@@ -89,7 +89,33 @@ def _register_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(func=run)
 
 
-_COMMANDS = [_register_validate, _register_plan, _register_serve]
+def _register_sandbox(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "sandbox", help="serve a local GitHub double (REST API, webhooks, control API)"
+    )
+    p.add_argument("--repo", required=True, metavar="DIR", help="git repository with a main branch")
+    p.add_argument("--owner", default="hubbot-sandbox", help="repository owner (an organisation)")
+    p.add_argument("--name", help="repository name (default: the folder's name)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=0, help="port (default 0: a free port)")
+    p.add_argument("--webhook-url", required=True, metavar="URL", help="where webhooks go")
+    p.add_argument("--webhook-secret", required=True, metavar="S", help="webhook signing secret")
+    p.add_argument("--app-id", type=int, required=True, metavar="N", help="the app's id")
+    p.add_argument("--app-slug", default="hubbot", help="the app's slug (bot: <slug>[bot])")
+    p.add_argument("--installation-id", type=int, default=4242, metavar="N")
+    p.add_argument(
+        "--private-key-out", required=True, metavar="FILE", help="write the app key here (0600)"
+    )
+
+    def run(args: argparse.Namespace) -> int:
+        from bot.sandbox.github.main import run_sandbox
+
+        return run_sandbox(args)
+
+    p.set_defaults(func=run)
+
+
+_COMMANDS = [_register_validate, _register_plan, _register_serve, _register_sandbox]
 
 
 if __name__ == "__main__":  # pragma: no cover

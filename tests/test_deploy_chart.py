@@ -24,6 +24,8 @@ from typing import Any
 import pytest
 import yaml
 
+from bot.deploys.kubeapi import RBAC_RULES
+
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "deploy" / "hubbot"
 HELM = ROOT / ".cache" / "bin" / "helm"
@@ -56,13 +58,9 @@ CREDENTIALS = {
     "github": {"appId": 123456, "privateKey": PRIVATE_KEY, "webhookSecret": WEBHOOK_SECRET}
 }
 
-# What the Kubernetes executor calls, and nothing more (see the brief of issue 4).
-EXECUTOR_RULES = {
-    ("batch", "jobs"): {"create", "get", "list", "watch", "delete"},
-    ("", "pods"): {"get", "list"},
-    ("", "pods/log"): {"get"},
-    ("coordination.k8s.io", "leases"): {"create", "get", "update", "delete"},
-}
+# What the Kubernetes executor and Lease lock call, and nothing more (checked against the
+# requests they make in tests/test_kube_executor.py), so the chart and the code cannot drift.
+EXECUTOR_RULES = {(group, resource): set(verbs) for group, resource, verbs in RBAC_RULES}
 
 SCENARIOS: dict[str, dict[str, Any]] = {
     "default": {},
