@@ -38,7 +38,7 @@ class BudgetRun:
     repo_files: int
     statuses: list[int] = field(default_factory=list)
     view: dict[str, Any] = field(default_factory=dict)  # the PR as the double shows it
-    tokens: list[str] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         """The figures for a report."""
@@ -75,9 +75,16 @@ def values_files(repo: Path) -> list[str]:
 
 
 async def run_budget_scenario(
-    source: Path = SNAPSHOT_2I2C, *, on_app: Callable[[Any], None] | None = None
+    source: Path = SNAPSHOT_2I2C,
+    *,
+    on_app: Callable[[Any], None] | None = None,
+    checker: Any = None,
 ) -> BudgetRun:
-    """Run the scenario once; `on_app` sees the bot's started app before any webhook."""
+    """Run the scenario once; `on_app` sees the bot's started app before any webhook.
+
+    With `checker` (the double's OpenAPI checker), every request is also checked against
+    GitHub's REST description; what it found is in `BudgetRun.violations`.
+    """
     import aiohttp
     from aiohttp import web
     from bot.sandbox.github.app import GitHubSandbox
@@ -94,7 +101,7 @@ async def run_budget_scenario(
         def touched(path: str, note: str) -> str:
             return (repo / path).read_text() + f"\n# {note}\n"
 
-        sandbox = GitHubSandbox(repo, webhook_secret=SECRET)
+        sandbox = GitHubSandbox(repo, webhook_secret=SECRET, checker=checker)
         await sandbox.start()
         settings = ServerSettings(
             app_id=str(sandbox.app_id),
@@ -148,6 +155,7 @@ async def run_budget_scenario(
         repo_files=repo_files,
         statuses=[r.status for r in cold + warm],
         view=view,
+        violations=list(sandbox.violations),
     )
 
 

@@ -80,8 +80,11 @@ class Stack:
         return self.sandbox.requests[index:]
 
 
-async def start_stack(repo: Path, *, policy: RetryPolicy = FAST) -> tuple[Any, web.AppRunner]:
-    sandbox = sandbox_app.GitHubSandbox(repo, webhook_secret=SECRET)
+async def start_stack(
+    repo: Path, *, checker: Any = None, policy: RetryPolicy = FAST
+) -> tuple[Any, web.AppRunner]:
+    """The double (checking every request against GitHub's REST description) and the bot."""
+    sandbox = sandbox_app.GitHubSandbox(repo, webhook_secret=SECRET, checker=checker)
     await sandbox.start()
     settings = ServerSettings(
         app_id=str(sandbox.app_id),
@@ -98,11 +101,11 @@ async def start_stack(repo: Path, *, policy: RetryPolicy = FAST) -> tuple[Any, w
 
 
 @pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+async def stack(tmp_path: Path, openapi_checker: Any) -> AsyncIterator[Stack]:
     if not EXAMPLE.is_dir():
         pytest.skip("config/ (the example repository) is absent")
     repo = fresh_repo(EXAMPLE, tmp_path / "repo")
-    sandbox, runner = await start_stack(repo)
+    sandbox, runner = await start_stack(repo, checker=openapi_checker)
     port = runner.addresses[0][1]
     async with aiohttp.ClientSession() as http:
         stack = Stack(sandbox, f"http://127.0.0.1:{port}", runner.app, http, [])
@@ -111,6 +114,8 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
         yield stack
     await runner.cleanup()
     await sandbox.close()
+    # Every request the bot made is one the real API accepts, and got a well-formed answer.
+    assert sandbox.violations == [], "\n".join(sandbox.violations)
 
 
 def record_tokens(app: web.Application, seen: list[str]) -> None:
@@ -172,7 +177,6 @@ async def test_a_pr_gets_one_comment_and_a_check_with_exact_annotations(
     view = await stack.pull(number)
     assert "Nothing will deploy" in view["comments"][0]["body"]
     assert all(r["status"] == "completed" for r in view["check_runs"])
-    assert stack.sandbox.violations == []
     scan_for_secrets(stack, caplog.text)
 
 
