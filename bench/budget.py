@@ -87,8 +87,8 @@ async def run_budget_scenario(
     """
     import aiohttp
     from aiohttp import web
-    from bot.sandbox.github.app import GitHubSandbox
 
+    from bot.sandbox.github.app import GitHubSandbox
     from bot.web.app import create_app
     from bot.web.keys import QUEUE
     from bot.web.settings import ServerSettings
