@@ -356,3 +356,33 @@ def test_job_keys_and_tags(event: str, data: Any, key: str, tag: str | None) -> 
     e = sansio.Event(data, event=event, delivery_id="d")
     assert job_key(e) == key
     assert coalesce_tag(e) == tag
+
+
+async def test_a_shutdown_mid_plan_still_concludes_the_check(
+    tmp_path: Path, services: Services, planner: StandInPlanner
+) -> None:
+    import asyncio
+    import threading
+
+    world = Repo(tmp_path, FILES)
+    head = world.push({"config/clusters/c1/hub1.values.yaml": "n: 2\n"})
+    entered, release = threading.Event(), threading.Event()
+    plan = services.plan
+
+    def slow_plan(*args: Any) -> PlanOutcome:
+        entered.set()
+        release.wait(10)
+        return plan(*args)
+
+    services.plan = slow_plan
+    task = asyncio.create_task(
+        router.dispatch(world.event("opened", head), world.gh, services=services)
+    )
+    assert await asyncio.to_thread(entered.wait, 10)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    release.set()
+    final = world.checks()[-1]
+    assert (final["status"], final["conclusion"]) == ("completed", "failure")
+    assert "stopped" in final["output"]["summary"]
