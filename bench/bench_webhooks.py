@@ -11,8 +11,8 @@ Both servers run as their own processes; the load generator is a third process
 Deliveries are GitHub's real push example, validly signed, each with its own
 delivery id, to a feature branch: hubbot verifies, parses, dedupes and queues
 them, and its push handler has no GitHub call to make for such a ref.
-With `--budget`, it also runs the API-call budget scenario against the sandbox
-(see tests/test_e2e_budget.py) and reports calls per event, cold and warm.
+It also runs the API-call budget scenario against the GitHub double (bench/budget.py,
+asserted by tests/test_pr_budget.py) and reports calls per event, cold and warm.
 """
 
 from __future__ import annotations
@@ -257,7 +257,12 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
-    parser.add_argument("--budget", action="store_true", help="also count API calls per event")
+    parser.add_argument(
+        "--no-budget",
+        dest="budget",
+        action="store_false",
+        help="skip counting API calls per event (needs the 2i2c snapshot in ../shared)",
+    )
     parser.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--load", help=argparse.SUPPRESS)
     parser.add_argument("--load-mode", help=argparse.SUPPRESS)
@@ -305,9 +310,10 @@ def main() -> int:
     figures["ratio"] = figures["hubbot_throughput"]["rps"] / figures["bare_throughput"]["rps"]
     if args.budget:
         sys.path.insert(0, str(ROOT))
-        from bench.budget import measure_budget
+        from bench.budget import SNAPSHOT_2I2C, measure_budget
 
-        figures["api_calls"] = asyncio.run(measure_budget())
+        if SNAPSHOT_2I2C.is_dir():
+            figures["api_calls"] = asyncio.run(measure_budget())
     if args.json:
         print(json.dumps(figures, indent=2))
     else:
