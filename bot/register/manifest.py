@@ -32,6 +32,7 @@ MANIFEST_KEYS = frozenset(
         "setup_on_update",
     }
 )
+GITHUB_API_URL = "https://api.github.com"
 MAX_NAME_LENGTH = 34  # GitHub refuses longer app names
 _ORG = re.compile(r"\A[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})\Z")  # GitHub's login rules
 _LEVELS = ("read", "write")
@@ -131,7 +132,7 @@ def check_url(value: str, option: str) -> str:
 def default_api_url(github_url: str) -> str:
     """The REST root of a GitHub host: api.github.com for github.com, `/api/v3` on Enterprise."""
     if urlsplit(github_url).hostname in ("github.com", "www.github.com"):
-        return "https://api.github.com"
+        return GITHUB_API_URL
     return github_url.rstrip("/") + "/api/v3"
 
 
