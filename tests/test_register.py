@@ -319,6 +319,7 @@ async def test_page_posts_the_filled_manifest_with_the_state(
     resp = await client.get("/")
     assert resp.status == 200
     assert resp.headers["Cache-Control"] == "no-store"
+    assert "Referrer-Policy" not in resp.headers, "GitHub must see where the form comes from"
     page = await resp.text()
     action = f"https://github.com/organizations/acme/settings/apps/new?state={flow.state}"
     assert f'action="{action}"' in page
@@ -350,6 +351,7 @@ async def test_callbacks_without_this_flows_state_or_a_code_are_refused(
     client, flow = await local_server(aiohttp_client, options(tmp_path))
     resp = await client.get("/callback" + query.format(state=flow.state))
     assert resp.status == 400
+    assert resp.headers["Referrer-Policy"] == "no-referrer"
     assert not flow.outcome.done(), "a refused callback must not end the flow"
     assert not (tmp_path / "creds").exists()
 

@@ -77,7 +77,8 @@ async def form_page(request: web.Request) -> web.Response:
         f'<input type="hidden" name="manifest" value="{e(json.dumps(manifest))}">'
         f'<button type="submit">Create the app on {e(host)}</button></form>'
     )
-    return _page(200, "Register hubbot as a GitHub App", body, raw=True)
+    # The form's POST must carry a real Origin: with "no-referrer" browsers send `null`.
+    return _page(200, "Register hubbot as a GitHub App", body, raw=True, referrer=True)
 
 
 async def callback(request: web.Request) -> web.StreamResponse:
@@ -136,7 +137,9 @@ def _success_page(name: str, html_url: str, out_dir: Path) -> web.Response:
     return _page(200, "hubbot is registered", body, raw=True)
 
 
-def _page(status: int, title: str, body: str, *, raw: bool = False) -> web.Response:
+def _page(
+    status: int, title: str, body: str, *, raw: bool = False, referrer: bool = False
+) -> web.Response:
     content = body if raw else f"<p>{html.escape(body)}</p>"
     text = (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
@@ -145,6 +148,8 @@ def _page(status: int, title: str, body: str, *, raw: bool = False) -> web.Respo
         "padding:0 1rem;line-height:1.5}</style></head>"
         f"<body><h1>{html.escape(title)}</h1>{content}</body></html>"
     )
-    # The callback's URL carries the code: never cache a page nor pass the URL on as a Referer.
-    headers = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+    headers = {"Cache-Control": "no-store"}
+    if not referrer:
+        # The callback's URL carries the code: links on its pages must not pass it on.
+        headers["Referrer-Policy"] = "no-referrer"
     return web.Response(status=status, text=text, content_type="text/html", headers=headers)
