@@ -11,12 +11,15 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from bot.core.model import Cluster, Repository, is_secret_path
 from bot.core.planner import Plan, TargetKey
+
+if TYPE_CHECKING:
+    from bot.core.values import Sources
 
 try:  # libyaml's emitter is several times faster; fall back for a source build
     from yaml import CSafeDumper as _Dumper
@@ -65,11 +68,16 @@ def dump(data: Any) -> str:
 
 
 def unified(base: Any, head: Any) -> str:
-    """A unified diff of two values documents ("" when their dumps are equal).
+    """A unified diff of two values documents, pruned to what changed ("" when equal).
 
-    The headers do not name the release, so that releases with the same change have
-    the same diff and the PR body can show it once.
+    Unchanged keys are left out, so the diff shows each changed value under its
+    parent keys, and a 1,000-line document costs a few lines to dump. The headers
+    do not name the release, so releases with the same change have the same diff
+    and the PR body can show it once.
     """
+    if same(base, head):
+        return ""
+    base, head = prune(base, head)
     before, after = dump(base).splitlines(), dump(head).splitlines()
     if before == after:
         return ""
@@ -77,44 +85,89 @@ def unified(base: Any, head: Any) -> str:
     return "\n".join(lines) + "\n"
 
 
+def same(a: Any, b: Any) -> bool:
+    """Deep equality in which `1`, `1.0` and `true` differ, as they do for helm."""
+    if a is b:
+        return True
+    if a != b:  # C-speed, and Python's == only ever confuses equal numbers and bools
+        return False
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return all(same(v, b[k]) for k, v in a.items())
+    if isinstance(a, list):
+        return all(same(x, y) for x, y in zip(a, b, strict=True))
+    return True
+
+
+def prune(base: Any, head: Any) -> tuple[Any, Any]:
+    """Both documents without the mapping keys whose values are the same in both."""
+    if not (isinstance(base, dict) and isinstance(head, dict)):
+        return base, head
+    before: dict[Any, Any] = {}
+    after: dict[Any, Any] = {}
+    for key in [*base, *(k for k in head if k not in base)]:
+        if key not in head:
+            before[key] = base[key]
+        elif key not in base:
+            after[key] = head[key]
+        elif not same(base[key], head[key]):
+            before[key], after[key] = prune(base[key], head[key])
+    return before, after
+
+
 def with_diffs(plan: Plan, base: Repository, head: Repository) -> Plan:
     """The plan with a values diff for every release that deploys."""
-    diffs = {t.key: target_diff(base, head, t.key) for t in (*plan.support, *plan.hubs)}
+    from bot.core import values  # lazy: rendering needs Jsonnet workers
+    from bot.core.jsonnet_pool import default_renderer
+
+    keys = [t.key for t in (*plan.support, *plan.hubs)]
+    sources = {
+        (side, key): _sources(repo, key)
+        for key in keys
+        for side, repo in (("base", base), ("head", head))
+    }
+    renderer = default_renderer()
+    values.prefetch(renderer, [s for s in sources.values() if s is not None])
+
+    def effective(side: str, repo: Repository, key: TargetKey) -> tuple[Any, str | None]:
+        found = sources[(side, key)]
+        if found is None:
+            return None, None
+        result = values.build(repo, found, renderer=renderer)
+        if not result.complete:
+            return None, "values could not be computed (see the findings)"
+        return result.values, None
+
+    diffs = {}
+    for key in keys:
+        head_values, head_problem = effective("head", head, key)
+        encrypted = _encrypted_changes(base, head, key)
+        if head_values is None:
+            diffs[key] = TargetDiff("", encrypted, head_problem or "no values at head")
+            continue
+        base_values, base_problem = effective("base", base, key)
+        if base_values is None:
+            note = base_problem or "new release: no values at base"
+            diffs[key] = TargetDiff(unified({}, head_values), encrypted, note)
+        else:
+            diffs[key] = TargetDiff(unified(base_values, head_values), encrypted)
     return replace(plan, diffs=diffs)
 
 
-def target_diff(base: Repository, head: Repository, key: TargetKey) -> TargetDiff:
-    """The values diff of one release between base and head."""
-    encrypted = _encrypted_changes(base, head, key)
-    head_values, head_problem = effective_values(head, key)
-    if head_values is None:
-        return TargetDiff("", encrypted, head_problem or "no values at head")
-    base_values, base_problem = effective_values(base, key)
-    if base_values is None:
-        note = base_problem or "new release: no values at base"
-        return TargetDiff(unified({}, head_values), encrypted, note)
-    return TargetDiff(unified(base_values, head_values), encrypted)
-
-
-def effective_values(repo: Repository, key: TargetKey) -> tuple[Any, str | None]:
-    """A release's merged non-secret values, or None and why they could not be computed."""
-    from bot.core import values  # lazy: rendering needs Jsonnet
+def _sources(repo: Repository, key: TargetKey) -> Sources | None:
+    """The files of one release of `repo`, or None when the release is not there."""
+    from bot.core import values
 
     cluster = repo.clusters.get(key[0])
     if cluster is None:
-        return None, None
+        return None
     if key[1] is None:
         if cluster.support_values_files is None:
-            return None, None
-        result = values.support_values(repo, cluster)
-    else:
-        hub = cluster.hub(key[1])
-        if hub is None:
-            return None, None
-        result = values.hub_values(repo, hub)
-    if any(f.is_error for f in result.findings):
-        return None, "values could not be computed (see the findings)"
-    return result.values, None
+            return None
+        return values.support_sources(repo, cluster)
+    hub = cluster.hub(key[1])
+    return None if hub is None else values.hub_sources(repo, hub)
 
 
 def _secret_files(cluster: Cluster | None, hub: str | None) -> Mapping[str, str]:
