@@ -292,3 +292,39 @@ def test_small_diffs_are_whole() -> None:
 
 def test_file_mode_says_there_is_no_diff() -> None:
     assert "Not computed: file mode has no base to compare with." in render_markdown(BLOCKED)
+
+
+def test_all_171_hubs_case_on_the_real_snapshot(snapshot_2i2c: Path) -> None:
+    """Plan case c11 (every hub and every support release), with diffs from a mutated base."""
+    from bot.core.diff import with_diffs
+    from bot.core.model import load_repository
+    from bot.core.planner import plan_files
+    from bot.core.settings import Settings
+    from bot.core.snapshot import DictSnapshot, DirSnapshot
+
+    disk = DirSnapshot(snapshot_2i2c)
+    head = DictSnapshot({p: disk.read(p) for p in disk.paths()})
+    head_repo = load_repository(head, Settings())
+    changes: dict[str, bytes | None] = {}
+    for hub in head_repo.hubs():  # a distinct change per hub, in its last plain values file
+        plain = [f for f in hub.values_files if "secret" not in f and f.endswith(".yaml")]
+        if plain:
+            path = head_repo.clusters[hub.cluster].file_path(plain[-1])
+            lines = "".join(f"base_only_{hub.name}_{i}: {i}\n" for i in range(20))
+            changes[path] = (changes.get(path) or head.read(path)) + b"\n" + lines.encode()
+    base_repo = load_repository(head.with_changes(changes), Settings())
+    changed = ["helm-charts/basehub/Chart.yaml", "helm-charts/support/values.yaml"]
+    plan = with_diffs(plan_files(head_repo, changed, validate=False), base_repo, head_repo)
+    assert (len(plan.support), len(plan.staging), len(plan.prod)) == (30, 29, 142)
+    body = render_markdown(plan)
+    assert len(body) <= DEFAULT_LIMIT
+    for t in plan.support:
+        assert f"| {code(t.cluster)} | support chart changed (values.yaml) |" in body
+    for t in plan.hubs:
+        assert (
+            f"| {code(t.cluster)} | {code(t.hub or '')} | chart basehub changed (Chart.yaml) |"
+            in body
+        )
+    assert "Diff cut" in body or "more diffs not shown" in body
+    markdown = outside_fences(body)
+    assert markdown.count("<details>") == markdown.count("</details>") > 0

@@ -78,7 +78,9 @@ def unified(base: Any, head: Any) -> str:
     if same(base, head):
         return ""
     base, head = prune(base, head)
-    before, after = dump(base).splitlines(), dump(head).splitlines()
+    # An empty side (a key only added or only removed) shows as no lines, not as `{}`.
+    before = dump(base).splitlines() if base != {} else []
+    after = dump(head).splitlines() if head != {} else []
     if before == after:
         return ""
     lines = difflib.unified_diff(before, after, "base", "head", n=CONTEXT_LINES, lineterm="")

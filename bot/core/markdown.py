@@ -24,7 +24,7 @@ GITHUB_MAX_CHARS = 65_536
 # Slack below GitHub's limit for a footer the GitHub side may append (e.g. "updated for <sha>").
 DEFAULT_LIMIT = GITHUB_MAX_CHARS - 1_000
 MAX_FINDING_ROWS = 200
-MIN_DIFF_CHARS = 300  # below this, a diff is listed but not shown
+MIN_DIFF_CHARS = 600  # the least of a diff worth showing; below, diffs are only named
 SHORT_REASON = 80  # reasons are cut to this length only when the tables alone overflow
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]~|])")
@@ -220,24 +220,23 @@ def _diffs(plan: Plan, budget: int) -> str:
     out = [title]
     if unchanged:
         out.append(f"Effective values unchanged for {_names(unchanged)}.\n\n")
-    budget -= sum(len(s) for s in out) + 200  # room for the "more diffs" line
-    shells = [_block(g, "", 0) for g in groups]
-    allowed = _allocate([len(g.diff.text) for g in groups], budget - sum(len(s) for s in shells))
+    budget -= sum(len(s) for s in out) + 600  # room for the "more diffs" line
     shown = 0
-    for group, shell, chars in zip(groups, shells, allowed, strict=True):
-        if budget < len(shell):
+    for group in groups:
+        # An equal share of what is left, but never less than a readable diff: when
+        # the budget runs out, the remaining diffs are named in one line instead.
+        share = max(MIN_DIFF_CHARS, budget // (len(groups) - shown))
+        block = _block(group, *_cut_diff(group.diff.text, share))
+        if len(block) > budget:
             break
-        if chars < min(MIN_DIFF_CHARS, len(group.diff.text)):
-            block = shell
-        else:
-            block = _block(group, *_cut_diff(group.diff.text, chars))
         budget -= len(block)
         out.append(block)
         shown += 1
     if shown < len(groups):
+        rest = [name for g in groups[shown:] for name in g.names]
         out.append(
-            f"{len(groups) - shown} more diffs not shown (body limit): run "
-            "`hubbot plan --base REF --head REF` locally to see them.\n"
+            f"{_n(len(groups) - shown, 'more diff')} not shown (body limit), for "
+            f"{_names(rest, 20)}: run `hubbot plan --base REF --head REF` locally to see them.\n"
         )
     return "".join(out)
 
@@ -246,18 +245,6 @@ def _names(names: Sequence[str], limit: int = 10) -> str:
     """Already rendered release names, at most `limit` of them."""
     shown = ", ".join(names[:limit])
     return shown if len(names) <= limit else f"{shown} +{len(names) - limit} more"
-
-
-def _allocate(sizes: Sequence[int], budget: int) -> list[int]:
-    """Share `budget` among diffs of `sizes`: small ones whole, big ones an equal share."""
-    allowed = [0] * len(sizes)
-    left = max(budget, 0)
-    order = sorted(range(len(sizes)), key=lambda i: sizes[i])
-    for n, i in enumerate(order):
-        share = left // (len(sizes) - n)
-        allowed[i] = min(sizes[i], share)
-        left -= allowed[i]
-    return allowed
 
 
 def _cut_diff(diff: str, chars: int) -> tuple[str, int]:
