@@ -2,7 +2,7 @@
 
 Run as a script by path (`python -I _jsonnet_worker.py`), never imported by the
 core: go-jsonnet is a blocking C call that cannot be interrupted, so the parent
-bounds time by killing this process, and memory with RLIMIT_AS set here before
+bounds time by killing this process, and memory with RLIMIT_DATA set here before
 the Go runtime starts. It uses only the standard library and `_gojsonnet`.
 
 Protocol, one job at a time:
@@ -18,11 +18,12 @@ import posixpath
 import resource
 import sys
 
-MEMORY_LIMIT_BYTES = int(sys.argv[1]) if len(sys.argv) > 1 else 1 << 30
+MEMORY_LIMIT_BYTES = int(sys.argv[1]) if len(sys.argv) > 1 else 512 << 20
 
-# The Go runtime needs a few hundred MB of address space to start; 1 GiB leaves room
-# for real charts (basehub renders in under 10 MB) and stops a runaway evaluation.
-resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
+# RLIMIT_DATA, not RLIMIT_AS: the Go runtime reserves address space it never uses, so
+# an address-space limit kills it at random, while the data limit counts only memory
+# it really commits. 2i2c's charts need under 100 MB.
+resource.setrlimit(resource.RLIMIT_DATA, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
 
 import _gojsonnet  # noqa: E402  (after the limit, so the Go runtime starts under it)
 

@@ -15,7 +15,7 @@ import weakref
 from cachetools import LRUCache
 
 from bot.core.snapshot import Snapshot
-from bot.core.yamlload import Loaded, YamlProblem, load_yaml
+from bot.core.yamlload import Loaded, YamlProblem, load_json, load_yaml
 
 _Outcome = Loaded | YamlProblem
 
@@ -31,12 +31,12 @@ def parse(snapshot: Snapshot, path: str) -> Loaded:
         outcome = memo.get(path)
     if outcome is None:
         data = snapshot.read(path)
-        digest = hashlib.sha256(data).digest()
+        digest = hashlib.sha256(data + path.endswith(".json").to_bytes()).digest()
         with _lock:
             outcome = _by_content.get(digest)
         if outcome is None:
             try:
-                outcome = load_yaml(data)
+                outcome = load_json(data) if path.endswith(".json") else load_yaml(data)
             except YamlProblem as exc:
                 outcome = exc
             with _lock:

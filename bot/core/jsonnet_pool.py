@@ -4,7 +4,7 @@ go-jsonnet is a blocking C call that holds the interpreter until it returns, so 
 `while true` in a PR's Jsonnet can only be stopped by killing the process that
 runs it. Each worker (`_jsonnet_worker.py`, started as a fresh interpreter, never
 forked, because the Go runtime does not survive a fork) renders one job at a time
-under an address-space limit; a thread per worker feeds it jobs and waits for each
+under a memory limit; a thread per worker feeds it jobs and waits for each
 answer with the job's timeout, killing and replacing the worker when it runs over
 or dies. With two workers, rendering also runs in parallel with the caller's YAML
 loading and schema checks. Results are cached by job key, so rendering the same
@@ -30,7 +30,10 @@ from cachetools import LRUCache
 from bot.core.jsonnet import JsonnetJob, Renderer, RenderResult, parse_output
 
 WORKER_SCRIPT = Path(__file__).with_name("_jsonnet_worker.py")
-MEMORY_LIMIT_BYTES = 1 << 30
+MEMORY_LIMIT_BYTES = 512 << 20
+# go-jsonnet allocates heavily (std.format is written in Jsonnet): collecting less often
+# makes 2i2c's support chart render 1.4x faster for ~70 MB per worker.
+WORKER_ENV = {"GOGC": "400"}
 CACHE_SIZE = 4096
 
 
@@ -51,6 +54,7 @@ class _Worker:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,  # Go's crash dumps: nothing for a partner there
+            env={**os.environ, **WORKER_ENV},
             bufsize=0,
         )
         self._buffer = bytearray()

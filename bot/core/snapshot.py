@@ -176,7 +176,12 @@ def run_git(repo: str | os.PathLike[str], *args: str, input: bytes | None = None
 
 def resolve_ref(repo: str | os.PathLike[str], ref: str) -> str:
     """The commit sha that `ref` names in `repo`."""
-    return run_git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").decode().strip()
+    run_git(repo, "rev-parse", "--git-dir")  # "not a git repository" comes from here
+    try:
+        out = run_git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    except GitError as exc:
+        raise GitError(f"{ref!r} is not a commit of this repository") from exc
+    return out.decode().strip()
 
 
 class GitSnapshot(Snapshot):

@@ -13,6 +13,7 @@ Python data itself so that it can:
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -244,6 +245,53 @@ class _Builder:
         )
 
 
-def load_json(data: bytes) -> Loaded:
-    """Load JSON through the same loader (JSON is YAML), so it gets lines and limits."""
-    return load_yaml(data)
+def load_json(data: bytes | str) -> Loaded:
+    """Load JSON: through the YAML loader for lines and limits, else with the json module.
+
+    JSON is YAML except for tabs, which JSON allows as indentation and YAML does not
+    (real sops-encrypted JSON files use them); such files load without line marks.
+    """
+    try:
+        return load_yaml(data)
+    except YamlProblem as exc:
+        if exc.rule != "yaml-syntax":
+            raise
+    text = decode(data) if isinstance(data, bytes) else data
+    try:
+        value = json.loads(text, object_pairs_hook=_json_object)
+    except json.JSONDecodeError as exc:
+        raise YamlProblem("json-syntax", f"JSON syntax error: {exc.msg}", exc.lineno) from exc
+    except RecursionError as exc:
+        raise YamlProblem("yaml-too-deep", "values are nested too deeply", None) from exc
+    if _depth(value) > MAX_DEPTH:
+        raise YamlProblem(
+            "yaml-too-deep", f"values are nested more than {MAX_DEPTH} levels deep", None
+        )
+    return Loaded(value, {(): 1})
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise YamlProblem(
+                "yaml-duplicate-key",
+                f"key {key!r} appears twice in the same object; remove or merge one of them",
+                None,
+            )
+        result[key] = value
+    return result
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth, iteratively (a JSON document is a tree: no aliases)."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+    return deepest
