@@ -173,7 +173,11 @@ def test_semantic_mode_takes_settings_from_base(tiny: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert data["base"] == base and data["head"] == git(tiny, "rev-parse", "HEAD")
-    assert data["prod"] == [] and [t["hub"] for t in data["skipped"]] == ["prod"]
+    assert data["prod"] == [] and [t["hub"] for t in data["skipped"]] == [
+        "prod",
+        "r-staging",
+        "staging",
+    ]
     md = hubbot("plan", "--repo", str(tiny), "--base", "HEAD~1", "--head", "HEAD")
     assert md.returncode == 0, md.stderr
     assert "<summary><code>gamma/prod</code>: +1 −1</summary>" in md.stdout

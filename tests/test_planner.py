@@ -15,18 +15,22 @@ from bot.core.snapshot import DictSnapshot, DirSnapshot
 CLUSTER_ALPHA = """\
 name: alpha
 provider: gcp
+gcp: {key: enc-deployer-credentials.secret.json, project: p, cluster: alpha, zone: z}
 support:
   helm_chart_values_files: [support.values.yaml, enc-support.secret.values.yaml]
 hubs:
 - name: staging
+  display_name: Alpha staging
   domain: staging.alpha.org
   helm_chart: basehub
   helm_chart_values_files: [common.values.yaml, staging.values.yaml, enc-staging.secret.values.yaml]
 - name: prod
+  display_name: Alpha
   domain: alpha.org
   helm_chart: basehub
   helm_chart_values_files: [common.values.yaml, prod.values.yaml]
 - name: dask
+  display_name: Alpha Dask
   domain: dask.alpha.org
   helm_chart: daskhub
   chart_override: chart.yaml
@@ -35,22 +39,44 @@ hubs:
 CLUSTER_BETA = """\
 name: beta
 provider: aws
+aws: {key: enc-deployer-credentials.secret.json, clusterType: eks, clusterName: beta,
+      region: us-west-2}
 hubs:
 - name: prod
+  display_name: Beta
   domain: beta.org
   helm_chart: basehub
-  helm_chart_values_files: [prod.values.yaml, gone.values.yaml]
+  helm_chart_values_files: [prod.values.yaml]
 """
 CLUSTER_GAMMA = """\
 name: gamma
 provider: kubeconfig
+kubeconfig: {file: enc-deployer-credentials.secret.yaml}
 support:
   helm_chart_values_files: [support.values.yaml]
 hubs:
-- {name: staging, domain: s.gamma.org, helm_chart: basehub, helm_chart_values_files: [a.yaml]}
-- {name: r-staging, domain: rs.gamma.org, helm_chart: basehub, helm_chart_values_files: [b.yaml]}
-- {name: prod, domain: gamma.org, helm_chart: basehub, helm_chart_values_files: [c.yaml]}
+- {name: staging, display_name: S, domain: s.gamma.org, helm_chart: basehub,
+   helm_chart_values_files: [a.yaml]}
+- {name: r-staging, display_name: RS, domain: rs.gamma.org, helm_chart: basehub,
+   helm_chart_values_files: [b.yaml]}
+- {name: prod, display_name: P, domain: gamma.org, helm_chart: basehub,
+   helm_chart_values_files: [c.yaml]}
 """
+# Looks encrypted to validation (sops metadata, ENC values); never decrypted by the planner.
+SOPS = """\
+x: ENC[AES256_GCM,data:AAAA,iv:BBBB,tag:CCCC,type:int]
+sops:
+  mac: ENC[AES256_GCM,data:DDDD,iv:EEEE,tag:FFFF,type:str]
+  age:
+  - recipient: age1test
+    enc: not-a-real-key
+  version: 3.9.0
+"""
+SOPS_JSON = (
+    '{"x": "ENC[AES256_GCM,data:AAAA,iv:BBBB,tag:CCCC,type:str]", "sops": {"mac": '
+    '"ENC[AES256_GCM,data:DDDD,iv:EEEE,tag:FFFF,type:str]", "age": [{"recipient": "age1test", '
+    '"enc": "x"}], "version": "3.9.0"}}\n'
+)
 FILES: dict[str, str] = {
     "pyproject.toml": "[project]\n",
     "README.md": "# infra\n",
@@ -71,14 +97,17 @@ FILES: dict[str, str] = {
         f"config/clusters/alpha/{name}": "x: 1\n"
         for name in (
             "support.values.yaml",
-            "enc-support.secret.values.yaml",
             "common.values.yaml",
             "staging.values.yaml",
-            "enc-staging.secret.values.yaml",
             "prod.values.yaml",
             "dask.values.yaml",
         )
     },
+    "config/clusters/alpha/enc-support.secret.values.yaml": SOPS,
+    "config/clusters/alpha/enc-staging.secret.values.yaml": SOPS,
+    "config/clusters/alpha/enc-deployer-credentials.secret.json": SOPS_JSON,
+    "config/clusters/beta/enc-deployer-credentials.secret.json": SOPS_JSON,
+    "config/clusters/gamma/enc-deployer-credentials.secret.yaml": SOPS,
     "config/clusters/beta/prod.values.yaml": "x: 1\n",
     **{f"config/clusters/gamma/{n}": "x: 1\n" for n in ("support.values.yaml", "a.yaml", "b.yaml")},
     "config/clusters/gamma/c.yaml": "x: 1\n",
@@ -197,12 +226,6 @@ RULES: list[Any] = [
     pytest.param(["config/clusters/templates/gcp/cluster.yaml"], [], {}, id="ignored-template"),
     pytest.param(["config/clusters/alpha/old.values.yaml"], [], {}, id="deleted-unreferenced"),
     pytest.param(
-        ["config/clusters/beta/gone.values.yaml"],
-        [],
-        {"prod": ["beta/prod"]},
-        id="deleted-referenced",
-    ),
-    pytest.param(
         ["./config/clusters/alpha/../alpha/staging.values.yaml"],
         [],
         {"staging": ["alpha/staging"]},
@@ -297,6 +320,12 @@ def test_skipped_keeps_the_reasons_and_adds_the_label() -> None:
     prod = next(t for t in plan.skipped if t.name == "alpha/prod")
     assert prod.reasons == ("values file prod.values.yaml changed", "label deployer:skip-deploy")
     assert plan.is_empty
+
+
+def test_deleted_referenced_file_still_deploys_its_hub() -> None:
+    repo = tiny_repo(**{"config__clusters__beta__prod.values.yaml": None})
+    plan = plan_files(repo, ["config/clusters/beta/prod.values.yaml"], validate=False)
+    assert summary(plan) == {"prod": ["beta/prod"]}
 
 
 def test_cluster_without_staging_deploys_ungated_with_a_note() -> None:
@@ -471,3 +500,29 @@ def test_real_snapshot_skip_label_lists_what_would_deploy(real: Repository) -> N
         "utoronto/r-staging",
         "utoronto/staging",
     ]
+
+
+def test_plan_validates_only_what_it_touches() -> None:
+    repo = tiny_repo(
+        **{
+            "config__clusters__alpha__prod.values.yaml": "y: 1\ny: 2\n",
+            "config__clusters__gamma__c.yaml": "x: [\n",
+        }
+    )
+    plan = plan_files(repo, ["config/clusters/alpha/prod.values.yaml"])
+    assert [(f.path, f.line, f.rule) for f in plan.errors] == [
+        ("config/clusters/alpha/prod.values.yaml", 2, "yaml-duplicate-key")
+    ]
+    assert plan.blocked
+    assert not plan_files(repo, ["config/clusters/beta/prod.values.yaml"]).findings
+
+
+def test_ignored_paths_are_not_validated() -> None:
+    repo = tiny_repo(**{"config__clusters__templates__gcp__cluster.yaml": "name: [{{ x }\n"})
+    plan = plan_files(repo, ["config/clusters/templates/gcp/cluster.yaml"])
+    assert plan.is_empty and not plan.findings
+
+
+def test_clean_repository_plans_without_findings() -> None:
+    plan = plan_files(tiny_repo(), ["pyproject.toml"])
+    assert not plan.findings and len(plan.hubs) == len(ALL_HUBS)

@@ -421,3 +421,13 @@ def test_changed_paths_by_blob(
     base: dict[str, str], head: dict[str, str], expected: list[str]
 ) -> None:
     assert changed_paths(DictSnapshot(base), DictSnapshot(head)) == expected
+
+
+def test_findings_point_at_the_changed_file_and_line(repo: GitRepo) -> None:
+    rel = f"{UTORONTO}/r-prod.values.yaml"
+    plan = repo.plan(edit(rel, lambda t: t + "nfs:\n  enabled: 'yes'\n"), validate=True)
+    errors = [(f.path, f.rule) for f in plan.errors]
+    assert errors and set(errors) == {(rel, "values-schema")}
+    text = (repo.path / rel).read_text()
+    assert plan.errors[0].line == text.splitlines().index("  enabled: 'yes'") + 1
+    assert plan.blocked and plan.hub_keys("prod") == {"utoronto/r-prod"}

@@ -95,13 +95,14 @@ def _file_mode(root: Path, changed: Sequence[str], labels: Sequence[str]) -> Pla
 
 def _relative(root: Path, path: str) -> str:
     """A changed path relative to the repository root; absolute ones must be inside it."""
+    rel = path
     if os.path.isabs(path):
         try:
-            path = os.path.relpath(os.path.realpath(path), os.path.realpath(root))
+            rel = os.path.relpath(os.path.realpath(path), os.path.realpath(root))
         except ValueError as exc:  # another drive on Windows
-            raise UsageError(f"{path} is not inside {root}") from exc
-    rel = normalize(path)
-    if rel in ("", ".") or rel == ".." or rel.startswith("../"):
+            raise UsageError(f"{path} is not a file inside {root}") from exc
+    rel = normalize(rel)
+    if rel in ("", ".", "..") or rel.startswith("../"):
         raise UsageError(f"{path} is not a file inside {root}")
     return rel
 
