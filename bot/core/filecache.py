@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import threading
-import weakref
 
 from cachetools import LRUCache
 
@@ -20,15 +19,13 @@ from bot.core.yamlload import Loaded, YamlProblem, load_json, load_yaml
 _Outcome = Loaded | YamlProblem
 
 _by_content: LRUCache[bytes, _Outcome] = LRUCache(8192)
-_by_snapshot: weakref.WeakKeyDictionary[Snapshot, dict[str, _Outcome]] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 
 
 def parse(snapshot: Snapshot, path: str) -> Loaded:
     """The parsed file at `path`; KeyError if absent, YamlProblem if it does not load."""
-    with _lock:
-        memo = _by_snapshot.setdefault(snapshot, {})
-        outcome = memo.get(path)
+    memo = snapshot.memo("filecache.parse")
+    outcome = memo.get(path)
     if outcome is None:
         data = snapshot.read(path)
         digest = hashlib.sha256(data + path.endswith(".json").to_bytes()).digest()
@@ -41,8 +38,7 @@ def parse(snapshot: Snapshot, path: str) -> Loaded:
                 outcome = exc
             with _lock:
                 _by_content[digest] = outcome
-        with _lock:
-            memo[path] = outcome
+        memo[path] = outcome
     if isinstance(outcome, YamlProblem):
         raise YamlProblem(outcome.rule, outcome.message, outcome.line)  # a fresh traceback
     return outcome

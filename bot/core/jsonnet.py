@@ -123,6 +123,16 @@ def _imports(text: str) -> Iterable[tuple[str, str]]:
         yield kind, _literal(at, literal)
 
 
+@dataclass(frozen=True, slots=True)
+class _Closure:
+    """A file's text and its import closure, with a digest of all of it."""
+
+    content_path: str
+    source: str
+    files: tuple[ImportFile, ...]
+    digest: bytes
+
+
 def make_job(
     snapshot: Snapshot,
     path: str,
@@ -132,6 +142,28 @@ def make_job(
     settings: JsonnetSettings,
 ) -> JsonnetJob | Finding:
     """A job for the `.jsonnet` file at `path`, importing only from `root`; or a finding."""
+    cache = snapshot.memo("jsonnet.closure")
+    closure = cache.get((path, root))
+    if closure is None:
+        closure = cache[(path, root)] = _closure(snapshot, path, root)
+    if isinstance(closure, Finding):
+        return closure
+    vars_ = tuple(sorted(ext_vars.items()))
+    digest = hashlib.sha256(closure.digest)
+    digest.update(repr((vars_, settings.timeout_seconds, settings.max_output_bytes)).encode())
+    return JsonnetJob(
+        path=path,
+        content_path=closure.content_path,
+        source=closure.source,
+        ext_vars=vars_,
+        files=closure.files,
+        timeout=settings.timeout_seconds,
+        max_output=settings.max_output_bytes,
+        key=digest.hexdigest(),
+    )
+
+
+def _closure(snapshot: Snapshot, path: str, root: str) -> _Closure | Finding:
     content_path = resolve_link(snapshot, path)
     if content_path is None:
         return error(path, None, "jsonnet", "file does not exist or is a broken link")
@@ -159,23 +191,12 @@ def make_job(
             if kind == "import":
                 todo.append((target, files[target].text))
     ordered = tuple(sorted(files.values(), key=lambda f: f.path))
-    vars_ = tuple(sorted(ext_vars.items()))
     digest = hashlib.sha256()
-    for part in (path, content_path, source, repr(vars_), repr(settings.timeout_seconds)):
+    for part in (path, content_path, source):
         digest.update(part.encode("utf-8", "surrogateescape") + b"\0")
-    digest.update(str(settings.max_output_bytes).encode() + b"\0")
     for f in ordered:
-        digest.update(f"{f.path}\0{f.content_path}\0".encode() + f.text.encode(errors="replace"))
-    return JsonnetJob(
-        path=path,
-        content_path=content_path,
-        source=source,
-        ext_vars=vars_,
-        files=ordered,
-        timeout=settings.timeout_seconds,
-        max_output=settings.max_output_bytes,
-        key=digest.hexdigest(),
-    )
+        digest.update(f"{f.path}\0{f.content_path}\0{f.text}\0".encode("utf-8", "surrogateescape"))
+    return _Closure(content_path, source, ordered, digest.digest())
 
 
 def jsonnet_finding(job: JsonnetJob, message: str) -> Finding:

@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-import jsonschema
-
 from bot.core.findings import Finding, error
 from bot.core.yamlload import YamlProblem, load_yaml
 
@@ -207,6 +205,8 @@ def parse_settings(
     except YamlProblem as exc:
         return Settings(), [error(path, exc.line, exc.rule, exc.message)]
     raw = loaded.data if loaded.data is not None else {}
+    import jsonschema  # here, not at the top: most repositories have no hubbot.yaml
+
     validator = jsonschema.Draft7Validator(settings_schema())
     problems = sorted(validator.iter_errors(raw), key=lambda e: list(e.absolute_path))
     if problems:

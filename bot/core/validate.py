@@ -19,7 +19,6 @@ background (two worker processes) while files are parsed and checked.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from jsonschema.exceptions import SchemaError
@@ -34,28 +33,19 @@ from bot.core.schemacheck import Problem, findings_at, problems, validator_for
 from bot.core.secrets import plaintext_credentials, sops_findings, sops_text_findings
 from bot.core.values import (
     EffectiveValues,
+    Scope,
     Source,
     Sources,
     build,
-    hub_sources,
     local_dependencies,
     prefetch,
-    support_sources,
+    release_sources,
 )
 from bot.core.yamlload import YamlProblem
 
 SCHEMA_FILES = ("values.schema.json", "values.schema.yaml", "values.schema.yml")
 DATA_SUFFIXES = (".yaml", ".yml", ".json")
 CHART_FILES = ("Chart.yaml", "values.yaml", "values.yml", "values.json")
-
-
-@dataclass(frozen=True, slots=True)
-class Scope:
-    """What to validate: hubs (`cluster/hub`), support releases (cluster names), changed files."""
-
-    hubs: frozenset[str] = frozenset()
-    support: frozenset[str] = frozenset()
-    paths: frozenset[str] = frozenset()
 
 
 def validate(
@@ -68,6 +58,7 @@ def validate(
         renderer = default_renderer()
     sources = release_sources(repo, scope)
     prefetch(renderer, sources)  # rendering runs while the files below are checked
+    # (a caller may have prefetched already, to overlap rendering with imports: a no-op)
     findings = list(repo.findings)
     findings += check_clusters(repo, None if scope is None else _clusters_of(repo, scope))
     for path in files_to_check(repo, scope, sources):
@@ -78,19 +69,6 @@ def validate(
         if effective.complete:
             findings += check_values(repo, effective)
     return [f for f in sort_findings(findings) if not repo.settings.is_ignored(f.path)]
-
-
-def release_sources(repo: Repository, scope: Scope | None) -> list[Sources]:
-    """The sources of every release in scope: support releases first (they render slowest)."""
-    found = []
-    for cluster in repo.clusters.values():
-        in_scope = scope is None or cluster.name in scope.support
-        if in_scope and cluster.support_values_files is not None:
-            found.append(support_sources(repo, cluster))
-    for hub in repo.hubs():
-        if scope is None or hub.key in scope.hubs:
-            found.append(hub_sources(repo, hub))
-    return found
 
 
 def _clusters_of(repo: Repository, scope: Scope) -> set[str]:
@@ -215,6 +193,4 @@ def _declared_at(repo: Repository, effective: EffectiveValues) -> Source:
     return Source(cluster.path, cluster.loaded.line_of(key))
 
 
-def count_releases(repo: Repository) -> tuple[int, int]:
-    """(clusters, hubs) of the repository, for the command's JSON output."""
-    return len(repo.clusters), sum(1 for _ in repo.hubs())
+__all__ = ["Scope", "check_file", "check_values", "validate"]

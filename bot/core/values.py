@@ -385,3 +385,25 @@ def support_values(
 ) -> EffectiveValues:
     """A cluster's support release's effective values (see the module docstring)."""
     return build(repo, support_sources(repo, cluster), renderer=renderer)
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """What to validate: hubs (`cluster/hub`), support releases (cluster names), changed files."""
+
+    hubs: frozenset[str] = frozenset()
+    support: frozenset[str] = frozenset()
+    paths: frozenset[str] = frozenset()
+
+
+def release_sources(repo: Repository, scope: Scope | None) -> list[Sources]:
+    """The sources of every release in scope: support releases first (they render slowest)."""
+    found = []
+    for cluster in repo.clusters.values():
+        in_scope = scope is None or cluster.name in scope.support
+        if in_scope and cluster.support_values_files is not None:
+            found.append(support_sources(repo, cluster))
+    for hub in repo.hubs():
+        if scope is None or hub.key in scope.hubs:
+            found.append(hub_sources(repo, hub))
+    return found
