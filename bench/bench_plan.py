@@ -11,6 +11,7 @@ machine and quoted in the issue, is printed as the reference.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -25,21 +26,27 @@ REFERENCE_2I2C = (
     0.91,
 )  # seconds, 2i2c's planner on this machine (issue 2); validates nothing
 
+# (name, changed paths, hubs the plan must deploy, target seconds)
 CASES = [
-    ("one hub", ["config/clusters/utoronto/r-prod.values.yaml"], 0.3),
-    ("all hubs (validates 171)", ["helm-charts/basehub/values.yaml"], 2.5),
+    ("one hub", ["config/clusters/utoronto/r-prod.values.yaml"], 3, 0.3),
+    ("all hubs (validates 171)", ["helm-charts/basehub/values.yaml"], 171, 2.5),
 ]
 
 
-def wall_time(repo: Path, changed: list[str]) -> float:
-    """Seconds for one `python -m bot plan --changed ...` process, start to exit."""
+def wall_time(repo: Path, changed: list[str], hubs: int) -> float:
+    """Seconds for one `python -m bot plan --changed ...` process, checked, start to exit."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "bot", "plan", "--repo", str(repo), "--format", "json"]
     start = time.perf_counter()
     proc = subprocess.run([*cmd, "--changed", *changed], cwd=ROOT, env=env, capture_output=True)
     elapsed = time.perf_counter() - start
-    if proc.returncode not in (0, 1):
-        raise SystemExit(f"hubbot plan failed ({proc.returncode}): {proc.stderr.decode()[-500:]}")
+    try:
+        plan = json.loads(proc.stdout)
+    except ValueError:
+        message = proc.stderr.decode()[-800:]
+        raise SystemExit(f"hubbot plan failed ({proc.returncode}): {message}") from None
+    if len(plan["staging"]) + len(plan["prod"]) != hubs:
+        raise SystemExit(f"expected {hubs} hubs to deploy for {changed}, got another plan")
     return elapsed
 
 
@@ -52,12 +59,13 @@ def main() -> int:
     if not args.repo.is_dir():
         print(f"no snapshot at {args.repo}", file=sys.stderr)
         return 2
-    wall_time(args.repo, CASES[0][1])  # warm the OS file cache and .pyc files
+    for _, changed, hubs, _ in CASES:  # warm the OS file cache and .pyc files
+        wall_time(args.repo, changed, hubs)
     low, high = REFERENCE_2I2C
     print(f"hubbot plan, whole process, median of {args.runs} runs ({os.cpu_count()} cores)")
     failed = False
-    for name, changed, target in CASES:
-        times = [wall_time(args.repo, changed) for _ in range(args.runs)]
+    for name, changed, hubs, target in CASES:
+        times = [wall_time(args.repo, changed, hubs) for _ in range(args.runs)]
         median = statistics.median(times)
         ok = median <= target
         failed |= not ok
