@@ -431,3 +431,22 @@ def test_findings_point_at_the_changed_file_and_line(repo: GitRepo) -> None:
     text = (repo.path / rel).read_text()
     assert plan.errors[0].line == text.splitlines().index("  enabled: 'yes'") + 1
     assert plan.blocked and plan.hub_keys("prod") == {"utoronto/r-prod"}
+
+
+def test_broken_cluster_file_is_not_a_removal(repo: GitRepo) -> None:
+    plan = repo.plan(edit(f"{UTORONTO}/cluster.yaml", lambda t: t + "hubs: again\n"), validate=True)
+    assert not plan.removed and plan.is_empty
+    assert any("does not load at head" in n for n in plan.notes)
+    assert [(f.path, f.rule) for f in plan.errors] == [
+        (f"{UTORONTO}/cluster.yaml", "yaml-duplicate-key")
+    ]
+
+
+def test_cluster_file_fixed_after_a_broken_base() -> None:
+    from tests.test_planner import FILES
+
+    rel = "config/clusters/beta/cluster.yaml"
+    base = DictSnapshot({**FILES, rel: "name: [\n"})
+    plan = plan_snapshots(base, DictSnapshot(FILES), Settings(), validate=False)
+    assert deployed(plan) == ["beta/prod"]
+    assert reasons(plan, "beta/prod") == ("cluster.yaml did not load at base",)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from bot.core.findings import Finding, has_errors, sort_findings
-from bot.core.model import CLUSTER_FILE, Cluster, Hub, Repository, is_secret_path
+from bot.core.model import CLUSTER_FILE, Repository, is_secret_path
 from bot.core.settings import SETTINGS_PATH, Settings, parse_settings
 from bot.core.snapshot import Snapshot, normalize
 
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from bot.core.diff import TargetDiff
 
 TargetKey = tuple[str, str | None]  # (cluster, hub), hub None for the support release
-ListName = Literal["support", "staging", "prod", "skipped"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,14 +344,3 @@ def with_findings(plan: Plan, repo: Repository, changed: Iterable[str]) -> Plan:
     )
     findings = sort_findings([*plan.findings, *validate(repo, scope)])
     return replace(plan, findings=tuple(findings))
-
-
-def releases(repo: Repository) -> Mapping[TargetKey, Hub | Cluster]:
-    """Every release of a repository: hubs, and clusters with a support release."""
-    out: dict[TargetKey, Hub | Cluster] = {}
-    for cluster in repo.clusters.values():
-        if cluster.support_values_files is not None:
-            out[(cluster.name, None)] = cluster
-        for hub in cluster.hubs:
-            out[(cluster.name, hub.name)] = hub
-    return out

@@ -128,6 +128,12 @@ class _Comparison:
             self._cluster(cluster, redeploy_all)
         for name, cluster in self.base.clusters.items():
             head_cluster = self.head.clusters.get(name)
+            if head_cluster is None and self.head.snapshot.exists(cluster.path):
+                # A cluster.yaml that no longer loads is a finding, not a removal.
+                self.out.notes.append(
+                    f"{cluster.path} does not load at head: its releases cannot be planned"
+                )
+                continue
             for hub in cluster.hubs:
                 if head_cluster is None or head_cluster.hub(hub.name) is None:
                     self.out.removed.add((name, hub.name))
@@ -200,10 +206,13 @@ class _Comparison:
         base = self.base.clusters.get(cluster.name)
         support: TargetKey = (cluster.name, None)
         if base is None:
+            # A cluster.yaml that did not load at base is compared with nothing, too.
+            broken = self.base.snapshot.exists(cluster.path)
+            reason = f"{CLUSTER_FILE} did not load at base" if broken else "new cluster"
             for hub in cluster.hubs:
-                self.out.add((cluster.name, hub.name), "new cluster")
+                self.out.add((cluster.name, hub.name), reason)
             if cluster.support_values_files is not None:
-                self.out.add(support, "new cluster")
+                self.out.add(support, reason)
             return
         everyone = self._cluster_level(base, cluster)
         for hub in cluster.hubs:
