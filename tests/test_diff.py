@@ -108,3 +108,18 @@ def test_broken_values_give_a_note_not_a_crash() -> None:
     base, head = _repos({"config/clusters/gamma/c.yaml": "x: [\n"})
     diff = with_diffs(_plan(("gamma", "prod")), base, head).diffs[("gamma", "prod")]
     assert diff.text == "" and diff.note == "values could not be computed (see the findings)"
+
+
+@pytest.mark.parametrize(
+    ("base", "head", "expected"),
+    [
+        ({"basehub": {"a": 1}}, {"basehub": {"a": 1, "b": 2}}, " basehub:\n+  b: 2\n"),
+        ({"basehub": {"a": 1, "b": 2}}, {"basehub": {"a": 1}}, " basehub:\n-  b: 2\n"),
+        ({"x": {}}, {"x": {"b": 2}}, "-x: {}\n+x:\n+  b: 2\n"),
+        ({}, {"new": 1}, "+new: 1\n"),
+    ],
+)
+def test_parents_of_added_or_removed_keys_stay_as_context(
+    base: dict[str, Any], head: dict[str, Any], expected: str
+) -> None:
+    assert unified(base, head).split("@@\n", 1)[1] == expected

@@ -27,6 +27,7 @@ except ImportError:  # pragma: no cover
     from yaml import SafeDumper as _Dumper  # type: ignore[assignment]
 
 CONTEXT_LINES = 3
+_EMPTIED = "__hubbot_pruned__"  # stands for a mapping whose keys are all on the other side
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +80,7 @@ def unified(base: Any, head: Any) -> str:
         return ""
     base, head = prune(base, head)
     # An empty side (a key only added or only removed) shows as no lines, not as `{}`.
-    before = dump(base).splitlines() if base != {} else []
-    after = dump(head).splitlines() if head != {} else []
+    before, after = _lines(base), _lines(head)
     if before == after:
         return ""
     lines = difflib.unified_diff(before, after, "base", "head", n=CONTEXT_LINES, lineterm="")
@@ -114,8 +114,18 @@ def prune(base: Any, head: Any) -> tuple[Any, Any]:
         elif key not in base:
             after[key] = head[key]
         elif not same(base[key], head[key]):
-            before[key], after[key] = prune(base[key], head[key])
+            b, a = prune(base[key], head[key])
+            # A parent whose keys all moved to one side shows as a bare `key:` line.
+            before[key] = _EMPTIED if b == {} and base[key] else b
+            after[key] = _EMPTIED if a == {} and head[key] else a
     return before, after
+
+
+def _lines(document: Any) -> list[str]:
+    if document == {}:
+        return []
+    lines = dump(document).splitlines()
+    return [line.removesuffix(f" {_EMPTIED}") for line in lines]
 
 
 def with_diffs(plan: Plan, base: Repository, head: Repository) -> Plan:
