@@ -526,3 +526,10 @@ def test_ignored_paths_are_not_validated() -> None:
 def test_clean_repository_plans_without_findings() -> None:
     plan = plan_files(tiny_repo(), ["pyproject.toml"])
     assert not plan.findings and len(plan.hubs) == len(ALL_HUBS)
+
+
+def test_deleted_paths_are_validated_without_a_crash() -> None:
+    plan = plan_files(
+        tiny_repo(), ["config/clusters/alpha/gone.yaml", "helm-charts/basehub/x.yaml"]
+    )
+    assert not plan.findings and len(plan.hubs) == len(ALL_HUBS)
