@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
@@ -246,28 +246,42 @@ class _Builder:
 
 
 def load_json(data: bytes | str) -> Loaded:
-    """Load JSON: through the YAML loader for lines and limits, else with the json module.
+    """Load JSON strictly with the json module, with lines from the YAML loader when it agrees.
 
-    JSON is YAML except for tabs, which JSON allows as indentation and YAML does not
-    (real sops-encrypted JSON files use them); such files load without line marks.
+    JSON is nearly YAML, so the YAML loader gives line marks; but YAML is more lenient
+    (`{"a": }` is valid YAML) and refuses tab indentation, which JSON allows and real
+    sops-encrypted JSON files use. Such files load without line marks.
     """
-    try:
-        return load_yaml(data)
-    except YamlProblem as exc:
-        if exc.rule != "yaml-syntax":
-            raise
     text = decode(data) if isinstance(data, bytes) else data
+    if len(text) > MAX_BYTES:
+        raise YamlProblem("yaml-too-large", "file is over the 5 MB limit", None)
     try:
         value = json.loads(text, object_pairs_hook=_json_object)
     except json.JSONDecodeError as exc:
         raise YamlProblem("json-syntax", f"JSON syntax error: {exc.msg}", exc.lineno) from exc
     except RecursionError as exc:
         raise YamlProblem("yaml-too-deep", "values are nested too deeply", None) from exc
+    except YamlProblem as exc:
+        _raise_with_line(text, exc)
     if _depth(value) > MAX_DEPTH:
         raise YamlProblem(
             "yaml-too-deep", f"values are nested more than {MAX_DEPTH} levels deep", None
         )
-    return Loaded(value, {(): 1})
+    try:
+        loaded = load_yaml(text)
+    except YamlProblem:
+        return Loaded(value, {(): 1})
+    return loaded if loaded.data == value else Loaded(value, {(): 1})
+
+
+def _raise_with_line(text: str, problem: YamlProblem) -> NoReturn:
+    """Raise `problem`, or the YAML loader's equivalent, which knows the line."""
+    try:
+        load_yaml(text)
+    except YamlProblem as exc:
+        if exc.rule == problem.rule:
+            raise exc from None
+    raise problem
 
 
 def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
