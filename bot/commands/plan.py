@@ -12,6 +12,7 @@ Exit codes: 0 no errors (warnings allowed), 1 errors, 2 usage or an unreadable r
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -33,6 +34,10 @@ class UsageError(Exception):
 
 def run_plan(args: argparse.Namespace) -> int:
     """Run `hubbot plan` with parsed arguments; returns the exit code."""
+    # Parsed files live until exit and hold no reference cycles: the cyclic collector
+    # would only rescan them (as in `hubbot validate`).
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         plan = build_plan(
             Path(args.repo),
@@ -44,6 +49,9 @@ def run_plan(args: argparse.Namespace) -> int:
     except UsageError as exc:
         print(f"hubbot plan: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    finally:
+        if collecting:
+            gc.enable()
     if args.format == "json":
         sys.stdout.write(json.dumps(plan.to_json(), indent=2) + "\n")
     else:

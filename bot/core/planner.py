@@ -335,12 +335,17 @@ def _sorted(targets: Iterable[Target]) -> tuple[Target, ...]:
 
 def with_findings(plan: Plan, repo: Repository, changed: Iterable[str]) -> Plan:
     """The plan with validation findings for its releases and changed paths added."""
-    from bot.core.validate import Scope, validate  # lazy: validation pulls in jsonschema
+    from bot.core.jsonnet_pool import default_renderer
+    from bot.core.values import Scope, prefetch, release_sources
 
     scope = Scope(
         hubs=frozenset(plan.hub_keys("all") | plan.hub_keys("skipped")),
         support=frozenset(plan.support_clusters | {t.cluster for t in plan.skipped if not t.hub}),
         paths=frozenset(changed),
     )
-    findings = sort_findings([*plan.findings, *validate(repo, scope)])
+    renderer = default_renderer()
+    prefetch(renderer, release_sources(repo, scope))
+    from bot.core.validate import validate  # jsonschema imports while Jsonnet renders
+
+    findings = sort_findings([*plan.findings, *validate(repo, scope, renderer=renderer)])
     return replace(plan, findings=tuple(findings))
