@@ -205,19 +205,13 @@ def parse_settings(
     except YamlProblem as exc:
         return Settings(), [error(path, exc.line, exc.rule, exc.message)]
     raw = loaded.data if loaded.data is not None else {}
-    import jsonschema  # here, not at the top: most repositories have no hubbot.yaml
+    # here, not at the top: jsonschema is slow to import and most repositories have no hubbot.yaml
+    from bot.core.schemacheck import problems, validator_for
 
-    validator = jsonschema.Draft7Validator(settings_schema())
-    problems = sorted(validator.iter_errors(raw), key=lambda e: list(e.absolute_path))
-    if problems:
+    found = list(problems(validator_for(settings_schema()), raw))
+    if found:
         return Settings(), [
-            error(
-                path,
-                loaded.line_of(tuple(p.absolute_path)),
-                "settings-schema",
-                f"{'.'.join(str(x) for x in p.absolute_path) or 'hubbot.yaml'}: {p.message}",
-            )
-            for p in problems
+            error(path, loaded.line_of(p.path), "settings-schema", p.message) for p in found
         ]
     findings: list[Finding] = []
     pattern = raw.get("staging_hub_pattern")
