@@ -21,7 +21,7 @@ def hubbot(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "bot", "validate", *args],
         cwd=cwd,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HUBBOT_CACHE_DIR": "off"},
         capture_output=True,
         text=True,
         timeout=120,

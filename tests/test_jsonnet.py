@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bot.core import jsonnet_pool
 from bot.core.findings import Finding
 from bot.core.jsonnet import JsonnetJob, RenderResult, ext_vars_for, make_job
+from bot.core.jsonnet_cache import DiskCache, user_cache_dir
 from bot.core.jsonnet_pool import ProcessRenderer
 from bot.core.settings import JsonnetSettings, Settings
 from bot.core.snapshot import DictSnapshot, Symlink
@@ -254,3 +257,39 @@ def test_results_are_cached_by_content(renderer: ProcessRenderer) -> None:
 def test_missing_file_is_a_finding() -> None:
     made = make_job(DictSnapshot({}), "x/values.jsonnet", root="x", ext_vars={}, settings=SETTINGS)
     assert isinstance(made, Finding) and made.rule == "jsonnet"
+
+
+def test_disk_cache_serves_later_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    files = {"x/values.jsonnet": "{ n: std.extVar('N') }\n", "x/bad.jsonnet": "error 'no'\n"}
+    snapshot = DictSnapshot(files)
+    first = ProcessRenderer(workers=1, cache=DiskCache(tmp_path))
+    try:
+        assert first.render(job(snapshot, "x/values.jsonnet", "x", N="1")).value == {"n": "1"}
+        assert first.render(job(snapshot, "x/bad.jsonnet", "x")).finding is not None
+    finally:
+        first.close()
+    # A later renderer whose workers cannot start: only the disk can answer.
+    monkeypatch.setattr(jsonnet_pool, "WORKER_SCRIPT", tmp_path / "missing.py")
+    later = ProcessRenderer(workers=1, cache=DiskCache(tmp_path))
+    try:
+        assert later.render(job(snapshot, "x/values.jsonnet", "x", N="1")).value == {"n": "1"}
+        other = later.render(job(snapshot, "x/values.jsonnet", "x", N="2"))
+        failed = later.render(job(snapshot, "x/bad.jsonnet", "x"))  # errors are not stored
+    finally:
+        later.close()
+    assert other.finding is not None and "stopped" in other.finding.message
+    assert failed.finding is not None and "stopped" in failed.finding.message
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({"HUBBOT_CACHE_DIR": "/c"}, Path("/c")),
+        ({"HUBBOT_CACHE_DIR": "off"}, None),
+        ({"HUBBOT_CACHE_DIR": ""}, None),
+        ({"XDG_CACHE_HOME": "/x"}, Path("/x/hubbot")),
+        ({}, Path.home() / ".cache" / "hubbot"),
+    ],
+)
+def test_user_cache_dir(environ: dict[str, str], expected: Path | None) -> None:
+    assert user_cache_dir(environ) == expected

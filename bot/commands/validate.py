@@ -3,7 +3,9 @@
 Exit codes: 0 no errors (warnings allowed), 1 errors, 2 usage or unreadable repository.
 Text output is one finding per line, `path:line: severity [rule] message`, with a
 summary on stderr; JSON output is `{"clusters": N, "hubs": M, "findings": [...]}`.
-Settings come from the `hubbot.yaml` of the snapshot being validated.
+Settings come from the `hubbot.yaml` of the snapshot being validated. Rendered
+Jsonnet is cached in $HUBBOT_CACHE_DIR (default ~/.cache/hubbot; "off" disables it),
+see `core.jsonnet_cache`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import sys
 from typing import TextIO
 
@@ -92,10 +95,11 @@ def run_validate(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
 
 def _validate(repo: Repository) -> list[Finding]:
     """Validate everything, starting Jsonnet before the slow imports so that they overlap."""
+    from bot.core.jsonnet_cache import user_cache_dir
     from bot.core.jsonnet_pool import default_renderer
     from bot.core.values import prefetch, release_sources
 
-    renderer = default_renderer()
+    renderer = default_renderer(cache_dir=user_cache_dir(os.environ))
     prefetch(renderer, release_sources(repo, None))
     from bot.core.validate import validate  # jsonschema loads here, while Jsonnet renders
 

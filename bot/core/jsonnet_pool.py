@@ -28,6 +28,7 @@ from pathlib import Path
 from cachetools import LRUCache
 
 from bot.core.jsonnet import JsonnetJob, Renderer, RenderResult, parse_output
+from bot.core.jsonnet_cache import DiskCache
 
 WORKER_SCRIPT = Path(__file__).with_name("_jsonnet_worker.py")
 MEMORY_LIMIT_BYTES = 512 << 20
@@ -103,8 +104,15 @@ class _Worker:
 class ProcessRenderer(Renderer):
     """Renders jobs in `workers` killable processes; results cached by job key."""
 
-    def __init__(self, *, workers: int | None = None, memory_limit: int = MEMORY_LIMIT_BYTES):
+    def __init__(
+        self,
+        *,
+        workers: int | None = None,
+        memory_limit: int = MEMORY_LIMIT_BYTES,
+        cache: DiskCache | None = None,
+    ):
         self._count = workers or min(2, os.cpu_count() or 1)
+        self._disk = cache
         self._memory_limit = memory_limit
         self._queue: queue.SimpleQueue[JsonnetJob | None] = queue.SimpleQueue()
         self._results: LRUCache[str, RenderResult] = LRUCache(CACHE_SIZE)
@@ -114,16 +122,29 @@ class ProcessRenderer(Renderer):
         self._closed = False
 
     def prefetch(self, jobs: Iterable[JsonnetJob]) -> None:
-        """Queue `jobs` for rendering (each key once)."""
+        """Queue `jobs` for rendering (each key once), taking what the disk cache has."""
+        jobs = list(jobs)
+        stored: dict[str, RenderResult] = {}
+        if self._disk is not None:
+            for job in jobs:
+                data = self._disk.get(job.key)
+                result = parse_output(job, data) if data is not None else None
+                if result is not None and result.finding is None:
+                    stored[job.key] = result
         with self._cond:
             if self._closed:
                 raise RuntimeError("renderer is closed")
             for job in jobs:
                 if job.key in self._pending or job.key in self._results:
                     continue
+                if job.key in stored:
+                    self._results[job.key] = stored[job.key]
+                    continue
                 self._pending.add(job.key)
                 self._queue.put(job)
-            self._start()
+            if self._pending:
+                self._start()
+            self._cond.notify_all()
 
     def render(self, job: JsonnetJob) -> RenderResult:
         """The result of `job`, rendering it now if it was not prefetched."""
@@ -197,18 +218,25 @@ class ProcessRenderer(Renderer):
             return RenderResult(None, job.finding(message)), False
         if not header.get("ok"):
             return RenderResult(None, job.finding(str(header.get("error")))), True
-        return parse_output(job, payload), True
+        result = parse_output(job, payload)
+        if self._disk is not None and result.finding is None:
+            self._disk.put(job.key, payload)
+        return result, True
 
 
 _default: ProcessRenderer | None = None
 _default_lock = threading.Lock()
 
 
-def default_renderer() -> Renderer:
-    """The process-wide renderer (workers start on first use and stop at exit)."""
+def default_renderer(*, cache_dir: Path | None = None) -> Renderer:
+    """The process-wide renderer (workers start on first use and stop at exit).
+
+    The first call decides whether rendered output is also kept in `cache_dir`.
+    """
     global _default
     with _default_lock:
         if _default is None:
-            _default = ProcessRenderer()
+            disk = DiskCache(cache_dir) if cache_dir is not None else None
+            _default = ProcessRenderer(cache=disk)
             atexit.register(_default.close)
         return _default
