@@ -45,6 +45,9 @@ def open_repository(snapshot: Snapshot) -> Repository:
     """The repository model, with its own hubbot.yaml's settings and their findings."""
     data = snapshot.read(SETTINGS_PATH) if snapshot.exists(SETTINGS_PATH) else None
     settings, findings = parse_settings(data)
+    if isinstance(snapshot, GitSnapshot):  # one `git cat-file --batch` instead of one per file
+        folders = (settings.clusters_dir + "/", settings.charts_dir + "/")
+        snapshot.prefetch(p for p in snapshot.paths() if p.startswith(folders))
     repo = load_repository(snapshot, settings)
     repo.findings[:0] = findings
     if not any(p.startswith(settings.clusters_dir + "/") for p in snapshot.paths()):
