@@ -293,3 +293,13 @@ def test_disk_cache_serves_later_processes(tmp_path: Path, monkeypatch: pytest.M
 )
 def test_user_cache_dir(environ: dict[str, str], expected: Path | None) -> None:
     assert user_cache_dir(environ) == expected
+
+
+def test_a_worker_that_cannot_start_gives_findings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jsonnet_pool.sys, "executable", "/nonexistent/python")
+    pool = ProcessRenderer(workers=1)
+    try:
+        result = pool.render(job(DictSnapshot({"x/a.jsonnet": "{}"}), "x/a.jsonnet", "x"))
+    finally:
+        pool.close()
+    assert result.finding is not None and "could not start" in result.finding.message

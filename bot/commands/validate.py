@@ -18,6 +18,7 @@ import sys
 from typing import TextIO
 
 from bot.core.findings import Finding, has_errors
+from bot.core.jsonnet import Renderer
 from bot.core.model import Repository, load_repository
 from bot.core.settings import SETTINGS_PATH, parse_settings
 from bot.core.snapshot import DirSnapshot, GitError, GitSnapshot, Snapshot
@@ -66,7 +67,13 @@ def format_text(finding: Finding) -> str:
 
 def run_validate(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
     """Run `hubbot validate`; returns the exit code."""
+    from bot.core.jsonnet_cache import user_cache_dir
+    from bot.core.jsonnet_pool import ProcessRenderer, default_renderer
+
     stdout = out or sys.stdout
+    renderer = default_renderer(cache_dir=user_cache_dir(os.environ))
+    if isinstance(renderer, ProcessRenderer):
+        renderer.start()  # the workers start up while the repository loads
     # Parsed files live until the end and hold no reference cycles, so the cyclic
     # collector would only rescan them again and again: off, YAML loads ~3x faster.
     collecting = gc.isenabled()
@@ -77,7 +84,7 @@ def run_validate(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
         except Unreadable as exc:
             print(f"hubbot validate: {exc}", file=sys.stderr)
             return EXIT_USAGE
-        findings = _validate(repo)
+        findings = _validate(repo, renderer)
     finally:
         if collecting:
             gc.enable()
@@ -96,13 +103,10 @@ def run_validate(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
     return EXIT_ERRORS if has_errors(findings) else EXIT_OK
 
 
-def _validate(repo: Repository) -> list[Finding]:
+def _validate(repo: Repository, renderer: Renderer) -> list[Finding]:
     """Validate everything, starting Jsonnet before the slow imports so that they overlap."""
-    from bot.core.jsonnet_cache import user_cache_dir
-    from bot.core.jsonnet_pool import default_renderer
     from bot.core.values import prefetch, release_sources
 
-    renderer = default_renderer(cache_dir=user_cache_dir(os.environ))
     prefetch(renderer, release_sources(repo, None))
     from bot.core.validate import validate  # jsonschema loads here, while Jsonnet renders
 

@@ -179,16 +179,25 @@ class ProcessRenderer(Renderer):
             self._threads.append(thread)
             thread.start()
 
+    def start(self) -> None:
+        """Start the workers now, so that their start-up overlaps the caller's own work."""
+        with self._cond:
+            if not self._closed:
+                self._start()
+
     def _serve(self) -> None:
-        worker: _Worker | None = None
+        worker = self._spawn()
         job_id = 0
         try:
             while (job := self._queue.get()) is not None:
-                if worker is None:
-                    worker = _Worker(self._memory_limit)
+                worker = worker or self._spawn()
                 job_id += 1
-                result, healthy = self._run(worker, job, job_id)
-                if not healthy:
+                if worker is None:
+                    message = "the Jsonnet worker process could not start"
+                    result, healthy = RenderResult(None, job.finding(message)), False
+                else:
+                    result, healthy = self._run(worker, job, job_id)
+                if worker is not None and not healthy:
                     worker.stop()
                     worker = None
                 with self._cond:
@@ -198,6 +207,12 @@ class ProcessRenderer(Renderer):
         finally:
             if worker is not None:
                 worker.stop()
+
+    def _spawn(self) -> _Worker | None:
+        try:
+            return _Worker(self._memory_limit)
+        except OSError:
+            return None  # each job then gets a finding instead of a hang
 
     def _run(self, worker: _Worker, job: JsonnetJob, job_id: int) -> tuple[RenderResult, bool]:
         request = json.dumps(job.request(job_id)).encode() + b"\n"
