@@ -270,8 +270,8 @@ def load_json(data: bytes | str) -> Loaded:
     try:
         loaded = load_yaml(text)
     except YamlProblem:
-        return Loaded(value, {(): 1})
-    return loaded if loaded.data == value else Loaded(value, {(): 1})
+        return Loaded(value, {})
+    return loaded if loaded.data == value else Loaded(value, {})
 
 
 def _raise_with_line(text: str, problem: YamlProblem) -> NoReturn:
