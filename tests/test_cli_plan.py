@@ -18,7 +18,7 @@ KEYS = ["base", "head", "findings", "support", "staging", "prod", "skipped", "re
 
 
 def hubbot(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HUBBOT_CACHE_DIR": "off"}
     return subprocess.run(
         [sys.executable, "-m", "bot", *args],
         cwd=cwd,

@@ -34,8 +34,16 @@ class UsageError(Exception):
 
 def run_plan(args: argparse.Namespace) -> int:
     """Run `hubbot plan` with parsed arguments; returns the exit code."""
+    from bot.core.jsonnet_cache import user_cache_dir
+    from bot.core.jsonnet_pool import ProcessRenderer, default_renderer
+
+    # As `hubbot validate` does: rendered Jsonnet is kept in the user's cache folder
+    # ($HUBBOT_CACHE_DIR, "off" for none), and the workers start while files load.
+    renderer = default_renderer(cache_dir=user_cache_dir(os.environ))
+    if isinstance(renderer, ProcessRenderer):
+        renderer.start()
     # Parsed files live until exit and hold no reference cycles: the cyclic collector
-    # would only rescan them (as in `hubbot validate`).
+    # would only rescan them.
     collecting = gc.isenabled()
     gc.disable()
     try:
