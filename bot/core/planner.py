@@ -54,7 +54,12 @@ class Target:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """What a change deploys: targets with reasons, findings, and per-target values diffs."""
+    """What a change deploys: targets with reasons, findings, and per-target values diffs.
+
+    `skipped` holds releases the change touched that do not deploy: a skip label, or
+    (semantic mode) inputs changed only in comments or formatting. `removed` holds
+    releases present at base and gone at head; hubbot never uninstalls them.
+    """
 
     base: str | None
     head: str | None
