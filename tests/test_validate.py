@@ -326,3 +326,23 @@ def test_the_core_imports_neither_aiohttp_nor_kubernetes() -> None:
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "words"),
+    [
+        (
+            "  userServiceAccount:\n    type: object",
+            "  userServiceAccount:\n    $ref: https://example.org/x.json\n    type: object",
+            "cannot be resolved",
+        ),
+        ("  userServiceAccount:\n    type: object", "  userServiceAccount:\n    type: 5", "not a"),
+    ],
+)
+def test_a_broken_chart_schema_is_a_finding_not_a_crash(
+    renderer: ProcessRenderer, old: str, new: str, words: str
+) -> None:
+    schema = "helm-charts/basehub/values.schema.yaml"
+    found = only(check(renderer, replace(schema, old, new)), "schema-invalid")
+    assert found.path == schema
+    assert words in found.message

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from jsonschema.exceptions import SchemaError
+from referencing.exceptions import Unresolvable
 
 from bot.core import filecache
 from bot.core.checks import check_clusters
@@ -180,7 +181,13 @@ def check_values(repo: Repository, effective: EffectiveValues) -> list[Finding]:
                 instance = coalesce({"global": parent_globals}, instance)
         found_problems = problems(validator, instance, prefix=prefix)
         suffix = f" (schema: {schema_path})"  # no release name: one finding per file and line
-        findings += findings_at(found_problems, locate, rule="values-schema", suffix=suffix)
+        try:
+            findings += findings_at(found_problems, locate, rule="values-schema", suffix=suffix)
+        except Unresolvable as exc:  # helm would fetch it; hubbot never uses the network
+            message = f"the schema refers to {exc.ref!r}" if hasattr(exc, "ref") else str(exc)
+            findings.append(
+                error(schema_path, None, "schema-invalid", f"{message}, which cannot be resolved")
+            )
     return findings
 
 
