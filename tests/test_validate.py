@@ -346,3 +346,30 @@ def test_a_broken_chart_schema_is_a_finding_not_a_crash(
     found = only(check(renderer, replace(schema, old, new)), "schema-invalid")
     assert found.path == schema
     assert words in found.message
+
+
+@pytest.mark.parametrize(
+    ("chart_yaml", "line", "words"),
+    [
+        ("apiVersion: v2\nname: daskhub\n", 1, "must set 'version'"),
+        (
+            "name: daskhub\nversion: 1\ndependencies:\n  - name: basehub\n"
+            "    repository: file://../nope\n",
+            5,
+            "not a chart folder",
+        ),
+        (
+            "name: daskhub\nversion: 1\ndependencies:\n  - name: daskhub\n"
+            "    repository: file://../daskhub\n",
+            3,
+            "cycle",
+        ),
+    ],
+)
+def test_chart_yaml_problems(
+    renderer: ProcessRenderer, chart_yaml: str, line: int, words: str
+) -> None:
+    findings = check(renderer, {"helm-charts/daskhub/Chart.yaml": chart_yaml})
+    found = [f for f in findings if f.rule == "chart"]
+    assert [(f.path, f.line) for f in found] == [("helm-charts/daskhub/Chart.yaml", line)]
+    assert words in found[0].message

@@ -7,7 +7,9 @@
 - files named in cluster.yaml outside the values lists (`chart_override`, and the
   provider's credentials file: `gcp.key`, `aws.key`, `azure.key`, `kubeconfig.file`)
   exist and stay inside the cluster folder;
-- a values file in a cluster folder that cluster.yaml never names is a warning.
+- a values file in a cluster folder that cluster.yaml never names is a warning;
+- each chart's Chart.yaml names itself and a version, and its `file://` dependencies
+  exist in the repository without a cycle (helm could not build the chart otherwise).
   "Values file" means a name ending in `.values.yaml`/`.yml`/`.json`/`.jsonnet`:
   2i2c also keeps `enc-grafana-token.secret.yaml` (read by its deployer, not by helm)
   and READMEs there, which are not values files and are never reported.
@@ -182,3 +184,57 @@ def unreferenced_values_files(repo: Repository, cluster: Cluster) -> list[Findin
                 )
             )
     return findings
+
+
+def check_charts(repo: Repository) -> list[Finding]:
+    """Chart.yaml of every chart: a mapping with name and version; local dependencies exist."""
+    findings = []
+    for chart in repo.charts.values():
+        if chart.loaded is None:
+            continue  # the loader already reported why
+        path = f"{chart.folder}/Chart.yaml"
+        data = chart.loaded.data
+        if not isinstance(data, dict):
+            findings.append(error(path, 1, "chart", "Chart.yaml must be a mapping"))
+            continue
+        for key in ("name", "version"):
+            if not isinstance(data.get(key), str | int | float) or data.get(key) == "":
+                findings.append(
+                    error(path, chart.loaded.line_of(()), "chart", f"Chart.yaml must set {key!r}")
+                )
+        deps = data.get("dependencies") or []
+        for i, dep in enumerate(deps if isinstance(deps, list) else []):
+            repository = dep.get("repository") if isinstance(dep, dict) else None
+            if not isinstance(repository, str) or not repository.startswith("file://"):
+                continue
+            target = posixpath.normpath(posixpath.join(chart.folder, repository[7:]))
+            if not repo.snapshot.exists(f"{target}/Chart.yaml"):
+                findings.append(
+                    error(
+                        path,
+                        chart.loaded.line_of(("dependencies", i, "repository")),
+                        "chart",
+                        f"dependency {repository!r} is not a chart folder of this repository",
+                    )
+                )
+        if chart.name in _reachable(repo, chart.dependencies):
+            findings.append(
+                error(
+                    path,
+                    chart.loaded.line_of(("dependencies",)),
+                    "chart",
+                    "local dependencies form a cycle back to this chart; helm cannot build it",
+                )
+            )
+    return findings
+
+
+def _reachable(repo: Repository, start: Iterable[str]) -> set[str]:
+    seen: set[str] = set()
+    todo = list(start)
+    while todo:
+        name = todo.pop()
+        if name not in seen and name in repo.charts:
+            seen.add(name)
+            todo.extend(repo.charts[name].dependencies)
+    return seen

@@ -4,7 +4,7 @@
 
 - the findings met while loading (settings, YAML of cluster.yaml and Chart.yaml);
 - the cluster.yaml checks of `checks` (schema, unique names and domains, named files,
-  unused values files) for every cluster the scope touches;
+  unused values files) for every cluster the scope touches, and every Chart.yaml;
 - each file's own checks: it parses (YAML/JSON limits, duplicate keys, encoding),
   secret files carry sops metadata, other files hold no plaintext credentials;
 - each release's effective values (`values`) against its chart's values schema
@@ -25,7 +25,7 @@ from jsonschema.exceptions import SchemaError
 from referencing.exceptions import Unresolvable
 
 from bot.core import filecache
-from bot.core.checks import check_clusters
+from bot.core.checks import check_charts, check_clusters
 from bot.core.findings import Finding, error, sort_findings
 from bot.core.jsonnet import Renderer
 from bot.core.merge import coalesce, get_path
@@ -62,6 +62,7 @@ def validate(
     # (a caller may have prefetched already, to overlap rendering with imports: a no-op)
     findings = list(repo.findings)
     findings += check_clusters(repo, None if scope is None else _clusters_of(repo, scope))
+    findings += check_charts(repo)
     for path in files_to_check(repo, scope, sources):
         findings += check_file(repo, path)
     for release in sources:
