@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
 
 import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bot.core.findings import Finding
 from bot.core.jsonnet_pool import ProcessRenderer
@@ -373,3 +377,41 @@ def test_chart_yaml_problems(
     found = [f for f in findings if f.rule == "chart"]
     assert [(f.path, f.line) for f in found] == [("helm-charts/daskhub/Chart.yaml", line)]
     assert words in found[0].message
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+HUB_KEYS = st.sampled_from(
+    ["name", "domain", "helm_chart", "helm_chart_values_files", "chart_override", "other"]
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    hub=st.dictionaries(HUB_KEYS, JSON_VALUES, max_size=5),
+    top=st.dictionaries(
+        st.sampled_from(["support", "aws", "gcp", "name", "hubs"]), JSON_VALUES, max_size=2
+    ),
+    values=JSON_VALUES,
+)
+def test_any_structure_gives_findings_never_a_crash(
+    renderer: ProcessRenderer, hub: dict[str, object], top: dict[str, object], values: object
+) -> None:
+    cluster = {"name": "c", "provider": "kubeconfig", "hubs": [hub], **top}
+    files: dict[str, bytes | str | Symlink] = {
+        "helm-charts/basehub/Chart.yaml": "name: basehub\nversion: 1\n",
+        "helm-charts/basehub/values.schema.json": json.dumps(
+            {"type": "object", "properties": {"a": {"type": "integer"}}}
+        ),
+        "config/clusters/c/cluster.yaml": yaml.safe_dump(cluster),
+        "config/clusters/c/x.values.yaml": yaml.safe_dump(values),
+    }
+    findings = validate(repo_of(files), renderer=renderer)
+    assert all(f.path and f.rule and f.message for f in findings)
