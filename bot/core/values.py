@@ -6,14 +6,19 @@ Public interface (the planner and `validate` use these):
 - `support_values(repo, cluster, *, renderer=None) -> EffectiveValues`
 - `hub_sources(repo, hub)` / `support_sources(repo, cluster) -> Sources`: the files of a
   release, resolved and checked, without rendering anything; `Sources.jobs` are the
-  Jsonnet jobs, which `prefetch(renderer, sources)` starts rendering in the background.
+  Jsonnet jobs, which `prefetch(renderer, sources)` starts rendering in the background;
+  `build(repo, sources, *, renderer=None)` then makes the `EffectiveValues`.
+- `Scope` (hubs as `cluster/hub`, support releases as cluster names, changed paths) and
+  `release_sources(repo, scope)`: the sources of every release in scope (None: all).
+- `renderer=None` means `jsonnet_pool.default_renderer()`: worker processes that bound
+  time, memory and output, shared by the whole process.
 - `EffectiveValues`: `values` (the merged document; read-only, it shares subtrees
   with cached files), `layers` (in merge order), `findings` (problems met building
   it), `secret_files` (the release's encrypted files, never read), `complete` (no
   layer failed; schema checks on an incomplete document would be false alarms),
   and `source_of(path) -> Source | None`: the file and 1-based line that set the
   value at a key path (a tuple of keys and list indexes); the line is None for a
-  Jsonnet layer.
+  Jsonnet layer. `deleted_by(path)`: the user layer whose `null` removed a default.
 
 Layers, in helm's order (see `merge` for the exact rules):
 1. chart defaults: each local dependency's `values.yaml` under its name or alias
