@@ -83,9 +83,10 @@ FILES: dict[str, str] = {
     "helm-charts/basehub/Chart.yaml": "name: basehub\nversion: 0.1.0\n",
     "helm-charts/basehub/values.yaml": "jupyterhub: {}\n",
     "helm-charts/daskhub/Chart.yaml": (
-        "name: daskhub\ndependencies:\n- name: basehub\n  repository: file://../basehub\n"
+        "name: daskhub\nversion: 0.1.0\n"
+        "dependencies:\n- name: basehub\n  version: 0.1.0\n  repository: file://../basehub\n"
     ),
-    "helm-charts/support/Chart.yaml": "name: support\n",
+    "helm-charts/support/Chart.yaml": "name: support\nversion: 0.1.0\n",
     "helm-charts/support/values.yaml": "prometheus: {}\n",
     "helm-charts/images/hub/Dockerfile": "FROM python\n",
     "config/clusters/alpha/cluster.yaml": CLUSTER_ALPHA,
