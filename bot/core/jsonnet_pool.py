@@ -33,8 +33,9 @@ from bot.core.jsonnet_cache import DiskCache
 WORKER_SCRIPT = Path(__file__).with_name("_jsonnet_worker.py")
 MEMORY_LIMIT_BYTES = 512 << 20
 # go-jsonnet allocates heavily (std.format is written in Jsonnet): collecting less often
-# makes 2i2c's support chart render 1.4x faster for ~70 MB per worker.
-WORKER_ENV = {"GOGC": "400"}
+# makes 2i2c's support chart render 1.3x faster (measured: 86 -> 66 ms), for ~100 MB per
+# worker; GOMEMLIMIT makes the collector work harder rather than grow past 256 MiB.
+WORKER_ENV = {"GOGC": "800", "GOMEMLIMIT": "256MiB"}
 CACHE_SIZE = 4096
 
 

@@ -94,6 +94,8 @@ def load_yaml(data: bytes | str) -> Loaded:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
         what = exc.problem or exc.context or "invalid YAML"
+        if "nesting depth" in what:  # libyaml's own limit (1000 levels)
+            raise _too_deep(line) from exc
         raise YamlProblem("yaml-syntax", f"YAML syntax error: {what}", line) from exc
     except yaml.YAMLError as exc:
         raise YamlProblem("yaml-syntax", f"YAML error: {exc}", None) from exc
@@ -104,10 +106,13 @@ def load_yaml(data: bytes | str) -> Loaded:
 
 
 def _check_size(root: yaml.Node) -> None:
-    """Reject documents whose expanded size or depth is over the limits, in linear time."""
+    """Reject documents whose expanded size or depth is over the limits, in linear time.
+
+    An iterative post-order walk over the node graph, where aliases share nodes, so
+    sizes are memoized per collection node; scalars (most nodes) count 1 inline.
+    """
     sizes: dict[int, int] = {}
     depths: dict[int, int] = {}
-    # Iterative post-order walk over the node graph (aliases share nodes).
     stack: list[tuple[yaml.Node, bool]] = [(root, False)]
     on_path: set[int] = set()
     while stack:
@@ -115,9 +120,14 @@ def _check_size(root: yaml.Node) -> None:
         key = id(node)
         if done:
             on_path.discard(key)
-            children = _children(node)
-            size = 1 + sum(sizes[id(c)] for c in children)
-            depth = 1 + max((depths[id(c)] for c in children), default=0)
+            size, depth = 1, 1
+            for child in _children(node):
+                if isinstance(child, yaml.ScalarNode):
+                    size += 1
+                    depth = max(depth, 2)
+                else:
+                    size += sizes[id(child)]
+                    depth = max(depth, depths[id(child)] + 1)
             if size > MAX_NODES:
                 raise YamlProblem(
                     "yaml-too-large",
@@ -126,11 +136,7 @@ def _check_size(root: yaml.Node) -> None:
                     node.start_mark.line + 1,
                 )
             if depth > MAX_DEPTH:
-                raise YamlProblem(
-                    "yaml-too-deep",
-                    f"values are nested more than {MAX_DEPTH} levels deep",
-                    node.start_mark.line + 1,
-                )
+                raise _too_deep(node.start_mark.line + 1)
             sizes[key] = size
             depths[key] = depth
             continue
@@ -143,8 +149,14 @@ def _check_size(root: yaml.Node) -> None:
         on_path.add(key)
         stack.append((node, True))
         for child in _children(node):
-            if id(child) not in sizes:
+            if not isinstance(child, yaml.ScalarNode) and id(child) not in sizes:
                 stack.append((child, False))
+
+
+def _too_deep(line: int | None) -> YamlProblem:
+    return YamlProblem(
+        "yaml-too-deep", f"values are nested more than {MAX_DEPTH} levels deep", line
+    )
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:
