@@ -115,7 +115,54 @@ def _register_sandbox(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.set_defaults(func=run)
 
 
-_COMMANDS = [_register_validate, _register_plan, _register_serve, _register_sandbox]
+def _register_register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "register", help="create hubbot's GitHub App from its manifest (app.yaml) in a browser"
+    )
+    p.add_argument(
+        "--github-url",
+        default="https://github.com",
+        metavar="URL",
+        help="GitHub's web address (an Enterprise Server host: https://HOST)",
+    )
+    p.add_argument(
+        "--api-url",
+        metavar="URL",
+        help="GitHub's REST root (default: api.github.com, or GITHUB_URL/api/v3)",
+    )
+    p.add_argument("--org", metavar="ORG", help="create the app for this organisation")
+    p.add_argument(
+        "--webhook-url",
+        metavar="URL",
+        help="where GitHub sends webhooks, e.g. https://hubbot.example.org/webhook "
+        "(default: the webhook is created inactive)",
+    )
+    p.add_argument("--name", help="the app's name (default: hubbot; unique across GitHub)")
+    p.add_argument("--port", type=int, default=3000, help="local port of the page (default 3000)")
+    p.add_argument(
+        "--out-dir",
+        default="hubbot-credentials",
+        metavar="DIR",
+        help="where to write the key, secret and hubbot.env (default: %(default)s)",
+    )
+    p.add_argument("--force", action="store_true", help="replace files already in --out-dir")
+    p.add_argument("--no-browser", action="store_true", help="print the page's URL only")
+
+    def run(args: argparse.Namespace) -> int:
+        from bot.register.main import run_register
+
+        return run_register(args)
+
+    p.set_defaults(func=run)
+
+
+_COMMANDS = [
+    _register_validate,
+    _register_plan,
+    _register_serve,
+    _register_sandbox,
+    _register_register,
+]
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-import jsonschema
-
 from bot.core.findings import Finding, error
 from bot.core.yamlload import YamlProblem, load_yaml
 
@@ -207,17 +205,13 @@ def parse_settings(
     except YamlProblem as exc:
         return Settings(), [error(path, exc.line, exc.rule, exc.message)]
     raw = loaded.data if loaded.data is not None else {}
-    validator = jsonschema.Draft7Validator(settings_schema())
-    problems = sorted(validator.iter_errors(raw), key=lambda e: list(e.absolute_path))
-    if problems:
+    # here, not at the top: jsonschema is slow to import and most repositories have no hubbot.yaml
+    from bot.core.schemacheck import problems, validator_for
+
+    found = list(problems(validator_for(settings_schema()), raw))
+    if found:
         return Settings(), [
-            error(
-                path,
-                loaded.line_of(tuple(p.absolute_path)),
-                "settings-schema",
-                f"{'.'.join(str(x) for x in p.absolute_path) or 'hubbot.yaml'}: {p.message}",
-            )
-            for p in problems
+            error(path, loaded.line_of(p.path), "settings-schema", p.message) for p in found
         ]
     findings: list[Finding] = []
     pattern = raw.get("staging_hub_pattern")

@@ -16,6 +16,7 @@ import subprocess
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 def git_blob_id(data: bytes) -> str:
@@ -53,6 +54,14 @@ class Snapshot:
         """Paths below `folder` (recursively), sorted."""
         prefix = folder.rstrip("/") + "/"
         return (p for p in self.paths() if p.startswith(prefix))
+
+    def memo(self, name: str) -> dict[Any, Any]:
+        """A cache for data derived from this snapshot, which never changes once read."""
+        caches: dict[str, dict[Any, Any]] | None = getattr(self, "_memo_caches", None)
+        if caches is None:
+            caches = {}
+            self._memo_caches = caches
+        return caches.setdefault(name, {})
 
     def _path_set(self) -> frozenset[str]:
         cached: frozenset[str] | None = getattr(self, "_paths_cache", None)
@@ -142,14 +151,20 @@ class DirSnapshot(Snapshot):
         return self.root / path
 
     def read(self, path: str) -> bytes:
-        """The content of `path` (a symlink's target for a symlink)."""
-        full = self._full(path)
-        try:
-            if full.is_symlink():
-                return os.readlink(full).encode()
-            return full.read_bytes()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
-            raise KeyError(path) from exc
+        """The content of `path` (a symlink's target for a symlink), read from disk once."""
+        cache = self.memo("read")
+        data: bytes | None = cache.get(path)
+        if data is None:
+            full = self._full(path)
+            try:
+                if full.is_symlink():
+                    data = os.readlink(full).encode()
+                else:
+                    data = full.read_bytes()
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+                raise KeyError(path) from exc
+            cache[path] = data
+        return data
 
     def is_symlink(self, path: str) -> bool:
         """Whether `path` is a symlink on disk."""
@@ -176,7 +191,12 @@ def run_git(repo: str | os.PathLike[str], *args: str, input: bytes | None = None
 
 def resolve_ref(repo: str | os.PathLike[str], ref: str) -> str:
     """The commit sha that `ref` names in `repo`."""
-    return run_git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").decode().strip()
+    run_git(repo, "rev-parse", "--git-dir")  # "not a git repository" comes from here
+    try:
+        out = run_git(repo, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    except GitError as exc:
+        raise GitError(f"{ref!r} is not a commit of this repository") from exc
+    return out.decode().strip()
 
 
 class GitSnapshot(Snapshot):
@@ -247,6 +267,15 @@ def resolve_link(snapshot: Snapshot, path: str, *, max_hops: int = 8) -> str | N
     off (`core.symlinks=false`), and how the 2i2c snapshot stores daskhub's
     `values.jsonnet`.
     """
+    cache = snapshot.memo("resolve_link")
+    key = (path, max_hops)
+    if key not in cache:
+        cache[key] = _resolve_link(snapshot, path, max_hops)
+    resolved: str | None = cache[key]
+    return resolved
+
+
+def _resolve_link(snapshot: Snapshot, path: str, max_hops: int) -> str | None:
     for _ in range(max_hops):
         if not snapshot.exists(path):
             return None

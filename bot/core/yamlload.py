@@ -13,8 +13,9 @@ Python data itself so that it can:
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
@@ -93,6 +94,8 @@ def load_yaml(data: bytes | str) -> Loaded:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
         what = exc.problem or exc.context or "invalid YAML"
+        if "nesting depth" in what:  # libyaml's own limit (1000 levels)
+            raise _too_deep(line) from exc
         raise YamlProblem("yaml-syntax", f"YAML syntax error: {what}", line) from exc
     except yaml.YAMLError as exc:
         raise YamlProblem("yaml-syntax", f"YAML error: {exc}", None) from exc
@@ -103,10 +106,13 @@ def load_yaml(data: bytes | str) -> Loaded:
 
 
 def _check_size(root: yaml.Node) -> None:
-    """Reject documents whose expanded size or depth is over the limits, in linear time."""
+    """Reject documents whose expanded size or depth is over the limits, in linear time.
+
+    An iterative post-order walk over the node graph, where aliases share nodes, so
+    sizes are memoized per collection node; scalars (most nodes) count 1 inline.
+    """
     sizes: dict[int, int] = {}
     depths: dict[int, int] = {}
-    # Iterative post-order walk over the node graph (aliases share nodes).
     stack: list[tuple[yaml.Node, bool]] = [(root, False)]
     on_path: set[int] = set()
     while stack:
@@ -114,9 +120,14 @@ def _check_size(root: yaml.Node) -> None:
         key = id(node)
         if done:
             on_path.discard(key)
-            children = _children(node)
-            size = 1 + sum(sizes[id(c)] for c in children)
-            depth = 1 + max((depths[id(c)] for c in children), default=0)
+            size, depth = 1, 1
+            for child in _children(node):
+                if isinstance(child, yaml.ScalarNode):
+                    size += 1
+                    depth = max(depth, 2)
+                else:
+                    size += sizes[id(child)]
+                    depth = max(depth, depths[id(child)] + 1)
             if size > MAX_NODES:
                 raise YamlProblem(
                     "yaml-too-large",
@@ -125,11 +136,7 @@ def _check_size(root: yaml.Node) -> None:
                     node.start_mark.line + 1,
                 )
             if depth > MAX_DEPTH:
-                raise YamlProblem(
-                    "yaml-too-deep",
-                    f"values are nested more than {MAX_DEPTH} levels deep",
-                    node.start_mark.line + 1,
-                )
+                raise _too_deep(node.start_mark.line + 1)
             sizes[key] = size
             depths[key] = depth
             continue
@@ -142,8 +149,14 @@ def _check_size(root: yaml.Node) -> None:
         on_path.add(key)
         stack.append((node, True))
         for child in _children(node):
-            if id(child) not in sizes:
+            if not isinstance(child, yaml.ScalarNode) and id(child) not in sizes:
                 stack.append((child, False))
+
+
+def _too_deep(line: int | None) -> YamlProblem:
+    return YamlProblem(
+        "yaml-too-deep", f"values are nested more than {MAX_DEPTH} levels deep", line
+    )
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:
@@ -244,6 +257,67 @@ class _Builder:
         )
 
 
-def load_json(data: bytes) -> Loaded:
-    """Load JSON through the same loader (JSON is YAML), so it gets lines and limits."""
-    return load_yaml(data)
+def load_json(data: bytes | str) -> Loaded:
+    """Load JSON strictly with the json module, with lines from the YAML loader when it agrees.
+
+    JSON is nearly YAML, so the YAML loader gives line marks; but YAML is more lenient
+    (`{"a": }` is valid YAML) and refuses tab indentation, which JSON allows and real
+    sops-encrypted JSON files use. Such files load without line marks.
+    """
+    text = decode(data) if isinstance(data, bytes) else data
+    if len(text) > MAX_BYTES:
+        raise YamlProblem("yaml-too-large", "file is over the 5 MB limit", None)
+    try:
+        value = json.loads(text, object_pairs_hook=_json_object)
+    except json.JSONDecodeError as exc:
+        raise YamlProblem("json-syntax", f"JSON syntax error: {exc.msg}", exc.lineno) from exc
+    except RecursionError as exc:
+        raise YamlProblem("yaml-too-deep", "values are nested too deeply", None) from exc
+    except YamlProblem as exc:
+        _raise_with_line(text, exc)
+    if _depth(value) > MAX_DEPTH:
+        raise YamlProblem(
+            "yaml-too-deep", f"values are nested more than {MAX_DEPTH} levels deep", None
+        )
+    try:
+        loaded = load_yaml(text)
+    except YamlProblem:
+        return Loaded(value, {})
+    return loaded if loaded.data == value else Loaded(value, {})
+
+
+def _raise_with_line(text: str, problem: YamlProblem) -> NoReturn:
+    """Raise `problem`, or the YAML loader's equivalent, which knows the line."""
+    try:
+        load_yaml(text)
+    except YamlProblem as exc:
+        if exc.rule == problem.rule:
+            raise exc from None
+    raise problem
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise YamlProblem(
+                "yaml-duplicate-key",
+                f"key {key!r} appears twice in the same object; remove or merge one of them",
+                None,
+            )
+        result[key] = value
+    return result
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth, iteratively (a JSON document is a tree: no aliases)."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+    return deepest

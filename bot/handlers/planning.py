@@ -7,20 +7,17 @@ the event loop keeps answering webhooks.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Literal
 
 from bot.core.findings import Finding, has_errors, sort_findings
+from bot.core.markdown import MARKER, render_markdown, verdict
+from bot.core.semantic import plan_snapshots
 from bot.core.settings import Settings
 from bot.core.snapshot import Snapshot
 from bot.handlers.context import PlanOutcome
 
-MARKER = "<!-- hubbot:plan -->"
-
-
-def _core(module: str, name: str) -> Any:
-    return getattr(importlib.import_module(module), name)
+__all__ = ["MARKER", "conclusion_of", "plan_change", "summary_of"]
 
 
 def plan_change(
@@ -31,14 +28,14 @@ def plan_change(
     extra_findings: Sequence[Finding] = (),
 ) -> PlanOutcome:
     """Plan `base` → `head` under `settings` and `labels`, with extra findings (hubbot.yaml's)."""
-    plan = _core("bot.core.semantic", "plan_snapshots")(base, head, settings, tuple(labels))
+    plan = plan_snapshots(base, head, settings, tuple(labels))
     if extra_findings:
         merged = tuple(sort_findings([*plan.findings, *extra_findings]))
         plan = dataclasses.replace(plan, findings=merged)
-    body: str = _core("bot.core.markdown", "render_markdown")(plan)
-    title: str = _core("bot.core.markdown", "verdict")(plan)
-    findings: tuple[Finding, ...] = tuple(plan.findings)
-    return PlanOutcome(findings=findings, body=body, title=title, summary=summary_of(body))
+    body = render_markdown(plan)
+    return PlanOutcome(
+        findings=plan.findings, body=body, title=verdict(plan), summary=summary_of(body)
+    )
 
 
 def summary_of(body: str) -> str:
