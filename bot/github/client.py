@@ -16,6 +16,7 @@ limit is reported from the response headers.
 from __future__ import annotations
 
 import asyncio
+import functools
 import http
 import random
 import time
@@ -133,6 +134,11 @@ def rate_limit_wait(
 Sleep = Callable[[float], Awaitable[None]]
 
 
+@functools.lru_cache(maxsize=256)
+def _origin(url: str) -> URL:
+    return URL(url).origin()
+
+
 class GitHubClient(gidgethub.aiohttp.GitHubAPI):
     """A GitHub client for one installation (or for the app itself, when `tokens` is None)."""
 
@@ -159,7 +165,7 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
         self._sleep = sleep or asyncio.sleep
         self._rand = rand
         self._clock = clock
-        self._api_origin = URL(base_url).origin()
+        self._api_origin = _origin(base_url)
         self.calls = 0  # every HTTP request this client sent, redirects included
 
     async def sleep(self, seconds: float) -> None:
@@ -213,7 +219,7 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
         request_headers = dict(headers)
         safe = method in _IDEMPOTENT_METHODS or url.endswith("/access_tokens")
         safe = request_headers.pop(RETRY_SAFE_HEADER, None) is not None or safe
-        off_host = URL(url).origin() != self._api_origin
+        off_host = _origin(url) != self._api_origin
         if off_host:
             # Credentials go to the API host only, whatever URL a payload or redirect names.
             request_headers.pop("authorization", None)
@@ -311,7 +317,7 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
             )
 
     def _route(self, url: str) -> str:
-        if URL(url).origin() != self._api_origin:
+        if _origin(url) != self._api_origin:
             return "external"
         return route_template(url)
 

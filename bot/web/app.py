@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 # Deliveries remembered for deduplication: GitHub redelivers on request, within days.
 DEDUPE_TTL_SECONDS = 3 * 24 * 3600
-DEDUPE_MAX = 100_000
+DEDUPE_MAX = 50_000
 DRAIN_SECONDS = 20.0
 
 

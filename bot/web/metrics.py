@@ -8,6 +8,8 @@ cannot grow the series without bound.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -50,6 +52,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._children: dict[tuple[str, tuple[str, ...]], Any] = {}
         r = self.registry
         self.deliveries = Counter(
             "hubbot_webhook_deliveries",
@@ -89,18 +92,26 @@ class Metrics:
 
     def delivery(self, event: str | None, result: str) -> None:
         """Count one webhook delivery and how it was answered."""
-        self.deliveries.labels(event_label(event), result).inc()
+        self._child(self.deliveries, event_label(event), result).inc()
 
     def handled(self, event: str, result: str, seconds: float | None = None) -> None:
         """Count one finished background job (and its duration if it ran)."""
         label = event_label(event)
-        self.handler_runs.labels(label, result).inc()
+        self._child(self.handler_runs, label, result).inc()
         if seconds is not None:
-            self.handler_seconds.labels(label).observe(seconds)
+            self._child(self.handler_seconds, label).observe(seconds)
 
     def record_call(self, method: str, route: str, status: str) -> None:
         """Count one request to GitHub (`route` must be a template, `status` a code)."""
-        self.api_calls.labels(method, route, status).inc()
+        self._child(self.api_calls, method, route, status).inc()
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        # Labelled children looked up once: labels() validates and locks on every call.
+        key = (metric._name, labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def set_rate_limit(self, resource: str, remaining: int) -> None:
         """Remember the remaining rate limit GitHub reported for `resource`."""

@@ -9,7 +9,10 @@ bug: 500, logged once.
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
+import urllib.parse
 from typing import Any
 
 import gidgethub
@@ -28,8 +31,26 @@ _REQUIRED = ("x-github-event", "x-github-delivery")
 _CONTENT_TYPES = ("application/json", "application/x-www-form-urlencoded")
 
 
-def _answer(status: int, message: str, **extra: Any) -> web.Response:
-    return web.json_response({"message": message, **extra}, status=status)
+@functools.lru_cache(maxsize=64)
+def _body(message: str, duplicate: bool) -> bytes:
+    answer: dict[str, Any] = {"message": message}
+    if duplicate:
+        answer["duplicate"] = True
+    return json.dumps(answer).encode()
+
+
+def _answer(status: int, message: str, *, duplicate: bool = False) -> web.Response:
+    # The few possible bodies are rendered once: acks stay cheap under load.
+    return web.Response(
+        body=_body(message, duplicate), status=status, content_type="application/json"
+    )
+
+
+def _decode(content_type: str, body: bytes) -> Any:
+    """The payload of a JSON or form-encoded delivery; ValueError/KeyError if malformed."""
+    if content_type == "application/x-www-form-urlencoded":
+        return json.loads(urllib.parse.parse_qs(body.decode("utf-8"))["payload"][0])
+    return json.loads(body)
 
 
 async def receive(request: web.Request) -> web.Response:
@@ -72,11 +93,14 @@ async def _receive(request: web.Request, event_name: str | None) -> tuple[web.Re
     if content_type not in _CONTENT_TYPES:
         return _answer(400, "content type must be application/json"), "bad_request"
     try:
-        event = sansio.Event.from_http(headers, body)
-    except (gidgethub.BadRequest, ValueError, KeyError):
+        data = _decode(content_type, body)
+    except (ValueError, KeyError, IndexError):  # UnicodeDecodeError is a ValueError
         return _answer(400, "body is not valid JSON"), "bad_request"
-    if not isinstance(event.data, dict):
+    if not isinstance(data, dict):
         return _answer(400, "body must be a JSON object"), "bad_request"
+    event = sansio.Event(
+        data, event=headers["x-github-event"], delivery_id=headers["x-github-delivery"]
+    )
     return _route(app, event, headers.get("x-github-hook-id", ""))
 
 
@@ -85,7 +109,8 @@ def _route(app: web.Application, event: sansio.Event, hook_id: str) -> tuple[web
     dedupe_key = (hook_id, event.delivery_id)
     if dedupe_key in seen:
         logger.info("delivery %s of %s seen before: not processed again", *dedupe_key[::-1])
-        return _answer(202, "duplicate delivery: already processed", duplicate=True), "duplicate"
+        answer = _answer(202, "duplicate delivery: already processed", duplicate=True)
+        return answer, "duplicate"
     installation = event.data.get("installation")
     if not isinstance(installation, dict) or not isinstance(installation.get("id"), int):
         logger.debug("%s event without an installation: ignored", event.event)
