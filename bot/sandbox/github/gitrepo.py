@@ -70,6 +70,7 @@ class FileChange:
     previous_filename: str | None
     additions: int
     deletions: int
+    patch: str | None = None  # the unified diff hunks, as GitHub's `patch` (None for binary)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +183,7 @@ class GitRepo:
         """Files changed from `base` to `head` with rename detection, sorted by path."""
         raw = self.git("diff", "--raw", "-z", "-M", "--no-abbrev", base, head, "--").split(b"\0")
         stats = self._numstat(base, head)
+        patches = self._patches(base, head)
         found: list[FileChange] = []
         i = 0
         while i < len(raw) - 1:
@@ -214,9 +216,25 @@ class GitRepo:
                     previous_filename=first if kind == "R" else None,
                     additions=adds,
                     deletions=dels,
+                    patch=patches[len(found)] if len(found) < len(patches) else None,
                 )
             )
         return sorted(found, key=lambda c: c.filename)
+
+    def _patches(self, base: str, head: str) -> list[str | None]:
+        """Each file's diff hunks, in git's diff order (the order of `--raw` above).
+
+        GitHub's `patch` is the hunks without the `diff --git`/`---`/`+++` headers.
+        """
+        out = self.git("diff", "-M", "-U3", "--no-color", "--no-ext-diff", base, head, "--")
+        text = out.decode("utf-8", "replace")
+        patches: list[str | None] = []
+        for part in text.split("\ndiff --git ")[0:] if text else []:
+            hunk = part.find("\n@@")
+            if part.startswith("@@"):
+                hunk = -1
+            patches.append(part[hunk + 1 :].rstrip("\n") if hunk >= 0 else None)
+        return patches
 
     def _numstat(self, base: str, head: str) -> dict[str, tuple[int, int]]:
         out = self.git("diff", "--numstat", "-z", "-M", base, head, "--").split(b"\0")

@@ -289,7 +289,7 @@ class GitShapes(Shapes):
         return shape
 
     def diff_entry(self, change: FileChange, head_sha: str) -> dict[str, Any]:
-        """A `diff-entry` (no `patch`: the double does not render diffs)."""
+        """A `diff-entry`, with `patch` for text files as GitHub gives it."""
         full = self.state.full_name
         shape: dict[str, Any] = {
             "sha": change.sha,
@@ -302,6 +302,8 @@ class GitShapes(Shapes):
             "raw_url": f"{self.html}/{full}/raw/{head_sha}/{change.filename}",
             "contents_url": f"{self.repo_url()}/contents/{change.filename}?ref={head_sha}",
         }
+        if change.patch is not None:
+            shape["patch"] = change.patch
         if change.previous_filename is not None:
             shape["previous_filename"] = change.previous_filename
         return shape
