@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from bot.core.findings import Finding
 from bot.core.settings import Settings
 from bot.core.snapshot import Snapshot
+from bot.deploys.service import DeployService
 from bot.github.comments import CommentCache
 from bot.github.repo_settings import SettingsCache
 from bot.github.snapshot import SnapshotReader
@@ -51,3 +52,4 @@ class Services:
     settings: SettingsCache = field(default_factory=SettingsCache)
     comments: CommentCache = field(default_factory=CommentCache)
     plan: PlanFn = field(default_factory=_default_plan)
+    deploys: DeployService = field(default_factory=DeployService)
