@@ -12,9 +12,9 @@ from typing import Any
 
 from gidgethub import routing, sansio
 
-from bot.handlers import default_branch, pull_requests
+from bot.handlers import comments, default_branch, pull_requests
 
-router = routing.Router(pull_requests.router, default_branch.router)
+router = routing.Router(pull_requests.router, default_branch.router, comments.router)
 
 
 def job_key(event: sansio.Event) -> str:
