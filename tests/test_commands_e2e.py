@@ -8,12 +8,16 @@ and requests. Every request the bot makes is checked against GitHub's REST descr
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
-from tests.conftest import EXAMPLE
-from tests.test_pr_e2e import STAGING, STAGING_TEXT, Stack, plan_runs, stack  # noqa: F401
+from tests import test_pr_e2e
+from tests.conftest import EXAMPLE, sample, webhook_headers
+from tests.test_pr_e2e import SECRET, STAGING, STAGING_TEXT, Stack, plan_runs
+
+stack = test_pr_e2e.stack  # the bot and the double, wired (a fixture)
 
 REPLY = "<!-- hubbot:reply {} -->"
 CHANGE = {STAGING: STAGING_TEXT.replace("1G", "3G")}
@@ -174,20 +178,14 @@ async def test_edited_and_deleted_comments_run_nothing(stack: Stack) -> None:
 
 async def test_comments_on_plain_issues_are_ignored(stack: Stack) -> None:
     # The double has no plain issues: deliver one by hand, shaped like GitHub's example.
-    from tests.conftest import sample, webhook_headers
-    from tests.test_pr_e2e import SECRET
-
     payload = sample("issue_comment", "created")
     assert payload["issue"].get("pull_request") is None
     payload["comment"]["body"] = "/help"
     payload["installation"] = {"id": stack.sandbox.installation_id}
-    import json
-
     data = json.dumps(payload).encode()
     before = len(stack.sandbox.requests)
-    async with stack.http.post(
-        f"{stack.bot_url}/webhook", data=data, headers=webhook_headers("issue_comment", data, SECRET)
-    ) as resp:
+    headers = webhook_headers("issue_comment", data, SECRET)
+    async with stack.http.post(f"{stack.bot_url}/webhook", data=data, headers=headers) as resp:
         assert resp.status == 202
     await stack.settle()
     assert len(stack.sandbox.requests) == before

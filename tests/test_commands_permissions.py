@@ -140,7 +140,8 @@ async def test_a_team_github_will_not_tell_about_counts_as_not_a_member() -> Non
     forbidden = gidgethub.BadRequest(http.HTTPStatus.FORBIDDEN)
     gh = FakeGH({("GET", MEMBERSHIP.format("org", "t", "bob")): forbidden})
     assert not await PermissionCache().is_member(gh, team="@org/t", login="bob")
-    gh = FakeGH({("GET", MEMBERSHIP.format("org", "t", "bob")): gidgethub.BadRequest(http.HTTPStatus(422))})
+    invalid = gidgethub.BadRequest(http.HTTPStatus.UNPROCESSABLE_ENTITY)
+    gh = FakeGH({("GET", MEMBERSHIP.format("org", "t", "bob")): invalid})
     with pytest.raises(gidgethub.BadRequest):
         await PermissionCache().is_member(gh, team="@org/t", login="bob")
 
