@@ -302,3 +302,39 @@ async def test_a_closed_pr_deploys_nothing(stack: Stack) -> None:
     assert "this pull request is closed: only an open one deploys a preview" in body
     assert "this pull request is closed: there is nothing to re-plan" in body
     assert await deployments(stack) == []
+
+
+async def test_one_comment_runs_at_most_ten_commands(stack: Stack) -> None:
+    number = await open_pr_as(stack, "octocat", CHANGE)
+    cid = await comment(stack, number, "octocat", "\n".join(["/help"] * 12))
+    view = await stack.pull(number)
+    body = reply(view, cid)
+    assert body.count("✅ **`/help`**") == 10
+    assert body.count("not run: at most 10 commands a comment") == 2
+    assert reactions(view, cid) == ["eyes", "confused"]
+
+
+async def test_reactions_github_refuses_never_stop_the_commands(stack: Stack) -> None:
+    number = await open_pr_as(stack, "octocat", CHANGE)
+    fault = {"method": "POST", "path": "/reactions$", "status": 502, "times": 8}
+    await stack.control("POST", "/faults", fault)
+    cid = await comment(stack, number, "octocat", "/help")
+    view = await stack.pull(number)
+    assert "✅ **`/help`**" in reply(view, cid)
+    assert reactions(view, cid) == []  # both reactions gave up after their retries
+    assert (await stack.control("GET", "/faults"))[0]["times"] == 0
+
+
+async def test_a_reply_whose_answer_is_lost_is_not_posted_twice(stack: Stack) -> None:
+    number = await open_pr_as(stack, "octocat", CHANGE)
+    # Served, but only after the client gave up waiting: whether it applied is unknown.
+    fault = {"method": "POST", "path": "/issues/\\d+/comments$", "delay_seconds": 2.5, "times": 1}
+    await stack.control("POST", "/faults", fault)
+    before = len(stack.sandbox.requests)
+    cid = await comment(stack, number, "octocat", "/help")
+    calls = [(r.method, r.path) for r in stack.sandbox.requests[before:]]
+    comments = f"/repos/{stack.sandbox.state.full_name}/issues/{number}/comments"
+    assert calls.count(("POST", comments)) == 1 and ("GET", comments) in calls  # looked first
+    view = await stack.pull(number)
+    assert "✅ **`/help`**" in reply(view, cid)  # exactly one
+    assert reactions(view, cid) == ["eyes", "rocket"]

@@ -25,7 +25,7 @@ from bot.core.commands import Command, Unknown, help_text, parse_comment
 from bot.core.permissions import may_cancel, may_unlock
 from bot.github.client import AmbiguousWrite
 from bot.github.comments import find_comment, fit
-from bot.github.reactions import DONE, FAILED, SEEN, react
+from bot.github.reactions import DONE, FAILED, SEEN, Reaction, react
 from bot.handlers.command_context import CommentRun, Refused
 from bot.handlers.context import PayloadError, Services
 from bot.handlers.deploy_command import run_deploy
@@ -38,6 +38,11 @@ router = routing.Router()
 Outcome = Literal["ok", "refused", "failed", "unknown"]
 ICONS: Mapping[Outcome, str] = {"ok": "✅", "refused": "🚫", "failed": "❌", "unknown": "❓"}
 REPLY_MARKER = "<!-- hubbot:reply {comment_id} -->"
+# A comment runs at most this many commands, and its reply lists at most this many lines:
+# anyone may comment, and one comment must not queue unbounded work.
+MAX_COMMANDS = 10
+MAX_LINES = 30
+MAX_ECHO = 120
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,14 +86,27 @@ async def on_comment(event: sansio.Event, gh: GitHubAPI, *args: Any, services: S
         return
     run = CommentRun(gh, services, data)
     if parsed.commands:
-        await react(gh, run.comment_url, SEEN)
-    results = [unknown_result(u) for u in parsed.unknown]
-    for command in parsed.commands:
+        await _react(run, SEEN)
+    results = [unknown_result(u) for u in parsed.unknown[:MAX_LINES]]
+    for command in parsed.commands[:MAX_COMMANDS]:
         results.append(await run_command(run, command))
+    results += [
+        Result(c.line, c.text, "refused", f"not run: at most {MAX_COMMANDS} commands a comment")
+        for c in parsed.commands[MAX_COMMANDS:MAX_LINES]
+    ]
     results.sort(key=lambda r: r.line)
     await reply(run, render_reply(run.login, results))
+    # Lines past the caps are never all "ok": a capped comment ends 😕.
     all_ok = all(r.outcome == "ok" for r in results)
-    await react(gh, run.comment_url, DONE if all_ok else FAILED)
+    await _react(run, DONE if all_ok else FAILED)
+
+
+async def _react(run: CommentRun, content: Reaction) -> None:
+    """React to the comment; a reaction GitHub would not take never stops the commands."""
+    try:
+        await react(run.gh, run.comment_url, content)
+    except gidgethub.GitHubException as exc:
+        logger.warning("could not react %s to the comment: %s", content, describe_failure(exc))
 
 
 def unknown_result(unknown: Unknown) -> Result:
@@ -209,8 +227,14 @@ def render_reply(login: str, results: list[Result]) -> str:
     for r in results:
         sep = "" if r.message.startswith("\n") else " "
         word = {"ok": "", "refused": "refused: ", "failed": "failed: ", "unknown": ""}[r.outcome]
-        parts.append(f"{ICONS[r.outcome]} **`{r.text}`**{sep}{word}{r.message}")
+        parts.append(f"{ICONS[r.outcome]} **`{echo(r.text)}`**{sep}{word}{r.message}")
     return "\n\n".join(parts)
+
+
+def echo(text: str) -> str:
+    """A commenter's line, safe inside a code span: no backticks, bounded length."""
+    text = text.replace("`", "'")
+    return text if len(text) <= MAX_ECHO else text[: MAX_ECHO - 1] + "…"
 
 
 async def reply(run: CommentRun, body: str) -> None:
