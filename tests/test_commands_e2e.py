@@ -338,3 +338,21 @@ async def test_a_reply_whose_answer_is_lost_is_not_posted_twice(stack: Stack) ->
     view = await stack.pull(number)
     assert "✅ **`/help`**" in reply(view, cid)  # exactly one
     assert reactions(view, cid) == ["eyes", "rocket"]
+
+
+async def test_a_team_partner_is_a_partner_of_the_teams_clusters_only(stack: Stack) -> None:
+    team = {"org": "example-org", "slug": "ocean-lab-partners", "members": ["oscar"]}
+    await stack.control("POST", "/teams", team)
+    await add_user(stack, "oscar", "read")
+    number = await open_pr_as(stack, "octocat", CHANGE)
+    before = len(stack.sandbox.requests)
+    cid = await comment(stack, number, "oscar", "/deploy staging")
+    body = reply(await stack.pull(number), cid)
+    assert "@oscar is a partner on `ocean-lab` only, not on `uni-a/staging`" in body
+    asked = [r.path for r in stack.sandbox.requests[before:] if "/memberships/" in r.path]
+    # Only the teams hubbot.yaml names, each once.
+    assert sorted(asked) == [
+        "/orgs/example-org/teams/ocean-lab-partners/memberships/oscar",
+        "/orgs/example-org/teams/uni-a-partners/memberships/oscar",
+    ]
+    assert await deployments(stack) == []
