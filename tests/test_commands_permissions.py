@@ -176,8 +176,12 @@ def test_a_fresh_pull_knows_forks_and_its_author() -> None:
     pr, repository = data["pull_request"], data["repository"]
     fresh = fresh_pull(pr, repository)
     assert fresh.author == pr["user"]["login"] and fresh.open
-    assert fresh.fork is (pr["head"]["repo"]["full_name"] != pr["base"]["repo"]["full_name"])
-    pr["head"]["repo"] = dict(pr["head"]["repo"], full_name="someone/fork")
+    assert pr["head"]["repo"]["id"] == pr["base"]["repo"]["id"] and not fresh.fork
+    # A PR inside a repository that is itself a fork is not a fork PR.
+    pr["head"]["repo"] = dict(pr["head"]["repo"], fork=True)
+    pr["base"]["repo"] = dict(pr["base"]["repo"], fork=True)
+    assert not fresh_pull(pr, repository).fork
+    pr["head"]["repo"] = dict(pr["head"]["repo"], id=99, full_name="someone/fork")
     assert fresh_pull(pr, repository).fork
     pr["head"]["repo"] = None  # the fork was deleted
     assert fresh_pull(pr, repository).fork

@@ -114,12 +114,15 @@ def fresh_pull(data: Mapping[str, Any], repository: Mapping[str, Any]) -> FreshP
     try:
         head_repo = data["head"].get("repo")
         base_repo = data["base"]["repo"]
-        # A deleted fork leaves `head.repo` null: still a fork's code.
-        fork = (
-            not isinstance(head_repo, Mapping)
-            or bool(head_repo.get("fork"))
-            or head_repo.get("full_name") != base_repo.get("full_name")
-        )
+        # The head's code lives in another repository: a fork (a deleted fork leaves `head.repo`
+        # null). Not `head.repo.fork`, which is also true of every PR in a repository that is
+        # itself a fork.
+        fork = not isinstance(head_repo, Mapping) or _identity(head_repo) != _identity(base_repo)
         return FreshPull(pr, str(data["user"]["login"]), fork, str(data.get("html_url") or ""))
     except (KeyError, TypeError, AttributeError) as exc:
         raise PayloadError(f"pull request answer lacks {exc}") from None
+
+
+def _identity(repo: Mapping[str, Any]) -> object:
+    """A repository's id (stable across renames), else its full name."""
+    return repo.get("id") or str(repo.get("full_name", "")).lower()
