@@ -54,4 +54,14 @@ class Services:
     comments: CommentCache = field(default_factory=CommentCache)
     plan: PlanFn = field(default_factory=_default_plan)
     deploys: DeployService = field(default_factory=DeployService)
+
+    def __post_init__(self) -> None:
+        # Deploys read the same snapshots, settings and comments as planning does.
+        self.deploys.bind(
+            snapshots=self.snapshots,
+            settings=self.settings,
+            comments=self.comments,
+            app_id=self.app_id,
+        )
+
     permissions: PermissionCache = field(default_factory=PermissionCache)
