@@ -15,7 +15,8 @@ import pytest
 
 from tests import test_pr_e2e
 from tests.conftest import EXAMPLE, sample, webhook_headers
-from tests.test_pr_e2e import SECRET, STAGING, STAGING_TEXT, Stack, plan_runs
+from tests.e2e_support import SECRET, STAGING, STAGING_TEXT, Stack
+from tests.test_pr_e2e import plan_runs
 
 stack = test_pr_e2e.stack  # the bot and the double, wired (a fixture)
 
