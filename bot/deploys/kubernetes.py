@@ -478,8 +478,12 @@ class KubernetesExecutor(Executor):
 
 
 def _extra(job: DeployJob) -> dict[str, str]:
-    """Log record fields: the delivery that asked for this deploy, as every record carries."""
-    return {"delivery_id": job.labels.get("delivery", "-")}
+    """Log record fields: the delivery that asked for this deploy.
+
+    Not `delivery_id`: `hubbot serve`'s record factory sets that on every record already,
+    and `logging` refuses an `extra` key that overwrites a record attribute (KeyError).
+    """
+    return {"deploy_delivery": job.labels.get("delivery", "-")}
 
 
 def _pod_state(pod: Any) -> tuple[str, str, str]:
