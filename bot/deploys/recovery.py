@@ -24,9 +24,10 @@ from bot.core.planner import settings_of
 from bot.core.settings import Settings
 from bot.deploys.executor import DeployJob
 from bot.deploys.kubeapi import KubeApiError
-from bot.deploys.progress import Kind
+from bot.deploys.progress import DEPLOY_CHECK, Kind
 from bot.deploys.repo import RepoDeploys
 from bot.deploys.schedule import STAGES, Step
+from bot.github.checks import now_iso
 from bot.github.deployments import IN_FLIGHT, DeploymentRef, Listed, list_hubbot, set_status
 from bot.github.snapshot import RepoRef, SnapshotError
 
@@ -78,6 +79,8 @@ async def recover_repo(service: DeployService, gh: GitHubAPI, repo: RepoRef) -> 
         return
     settings = await service.default_settings(gh, repo)
     ctx = service.context(gh, repo, settings)
+    for sha in dict.fromkeys(item.ref.sha for item in in_flight):
+        await _conclude_stale_checks(gh, repo, sha)
     jobs = {job.labels.get("attempt"): job for job in await ctx.executor.recover()}
     groups: dict[tuple[str, str, int | None, str], list[Listed]] = {}
     for item in in_flight:
@@ -156,6 +159,30 @@ async def _requeue(
     )
     service.recovery["requeued"] += len(steps)
     logger.info("requeued %d deploy(s) of %s at %s", len(steps), ctx.repo.full_name, sha[:7])
+
+
+async def _conclude_stale_checks(gh: GitHubAPI, repo: RepoRef, sha: str) -> None:
+    """`hubbot/deploy` runs an earlier process left open (it was killed): conclude them."""
+    data = await gh.getitem(
+        f"{repo.url}/commits/{sha}/check-runs{{?check_name,filter}}",
+        {"check_name": DEPLOY_CHECK, "filter": "all"},
+    )
+    for run in data.get("check_runs", []) if isinstance(data, Mapping) else []:
+        if run.get("status") == "completed":
+            continue
+        summary = (
+            "hubbot stopped before these deploys finished. It resumed them when it started "
+            "again: a new `hubbot/deploy` run on this commit reports how they end."
+        )
+        await gh.patch(
+            str(run["url"]),
+            data={
+                "status": "completed",
+                "conclusion": "cancelled",
+                "completed_at": now_iso(),
+                "output": {"title": "hubbot restarted; the deploy resumed", "summary": summary},
+            },
+        )
 
 
 async def _open(gh: GitHubAPI, repo: RepoRef, pr: int) -> bool:

@@ -72,8 +72,11 @@ async def create_deployment(
     payload: Mapping[str, Any],
     description: str,
 ) -> DeploymentRef:
-    """Create a deployment of `sha`; an ambiguous failure is looked up before it is repeated."""
-    attempt = uuid.uuid4().hex  # finds this very deployment again after an ambiguous failure
+    """Create a deployment of `sha`; an ambiguous failure is looked up before it is repeated.
+
+    `payload["attempt"]` (made up when absent) finds this very deployment again.
+    """
+    attempt = str(payload.get("attempt") or uuid.uuid4().hex)
     body = {
         "ref": sha,
         "task": "deploy",
