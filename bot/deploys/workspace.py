@@ -60,7 +60,12 @@ def write_tree(snapshot: Snapshot, root: Path) -> None:
             _write_file(root, path, snapshot.read(path))
     for path in links:
         target = snapshot.read(path).decode("utf-8", "surrogateescape")
-        os.symlink(target, _place(root, path))
+        place = _place(root, path)
+        if place.exists() or place.is_symlink():  # a hostile tree: a folder and a link at once
+            raise CheckoutError(
+                f"unsafe path in the repository (a symlink over a folder): {path!r}"
+            )
+        os.symlink(target, place)
 
 
 def _place(root: Path, path: str) -> Path:
