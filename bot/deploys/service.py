@@ -106,6 +106,7 @@ class DeployService:
         self._default_branches: dict[str, str] = {}
         self._bound = False
         self._recovered = asyncio.Event()
+        self._retiring: set[asyncio.Task[None]] = set()
 
     def bind(
         self,
@@ -363,16 +364,31 @@ class DeployService:
     def context(self, gh: GitHubAPI, repo: RepoRef, settings: Settings) -> RepoDeploys:
         """The repository's deploy machinery, made on first use; fresh client and settings."""
         ctx = self.repos.get(repo.full_name)
-        if ctx is not None and ctx.executor.name != settings.deploy.executor and ctx.rollout.idle:
-            logger.info("%s: executor is now %s", repo.full_name, settings.deploy.executor)
-            del self.repos[repo.full_name]  # the old one's jobs are all done; its client closes
-            asyncio.get_running_loop().create_task(ctx.executor.close())
-            ctx = None
+        wanted = _executor_settings(settings)
+        if ctx is not None and _executor_settings(ctx.settings) != wanted:
+            if ctx.rollout.idle:  # the old executor's jobs are all done: retire it
+                logger.info("%s: executor settings changed", repo.full_name)
+                del self.repos[repo.full_name]
+                self._retire(ctx)
+                ctx = None
+            else:
+                logger.info("%s: executor settings changed; applied once idle", repo.full_name)
+                settings = ctx.settings  # keep the running executor's settings until then
         if ctx is None:
             ctx = self._new_context(gh, repo, settings)
             self.repos[repo.full_name] = ctx
         ctx.use(gh, settings)
         return ctx
+
+    def _retire(self, ctx: RepoDeploys) -> None:
+        async def retire() -> None:
+            await ctx.rollout.close()
+            await ctx.reporter.flush()
+            await ctx.executor.close()
+
+        task = asyncio.get_running_loop().create_task(retire(), name="hubbot-retire-executor")
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
     def _new_context(self, gh: GitHubAPI, repo: RepoRef, settings: Settings) -> RepoDeploys:
         holder: dict[str, RepoDeploys] = {}
@@ -460,6 +476,7 @@ class DeployService:
 
     async def close(self, reason: str = STOP_REASON) -> None:
         """Stop: running local deploys are killed (recovery reruns them); checks are concluded."""
+        await asyncio.gather(*self._retiring, return_exceptions=True)
         for ctx in self.repos.values():
             await ctx.rollout.close()
             await ctx.reporter.close(reason)
@@ -477,6 +494,11 @@ class DeployService:
         from bot.deploys.status import status_view
 
         return status_view(self)
+
+
+def _executor_settings(settings: Settings) -> tuple[str, Any]:
+    """What the executor is built from: changing it means a new executor."""
+    return settings.deploy.executor, settings.deploy.kubernetes
 
 
 class Unavailable(Executor):
