@@ -120,15 +120,8 @@ CommandFn = Callable[[CommentRun, Command], Awaitable[str]]
 
 async def run_command(run: CommentRun, command: Command) -> Result:
     """Run one command; a refusal or a failure becomes its result, never an exception."""
-    handlers: dict[str, CommandFn] = {
-        "help": run_help,
-        "plan": run_plan,
-        "deploy": run_deploy,
-        "unlock": run_unlock,
-        "cancel": run_cancel,
-    }
     try:
-        message = await handlers[command.name](run, command)
+        message = await COMMANDS[command.name](run, command)
     except Refused as exc:
         return Result(command.line, command.text, "refused", str(exc))
     except Exception as exc:
@@ -164,6 +157,7 @@ async def run_unlock(run: CommentRun, command: Command) -> str:
     deploys = run.services.deploys
     claims = await deploys.claims(run.gh, run.repo, fresh=True, settings=await run.settings())
     fresh = await run.pull()
+    free: list[str] = []
     if not command.targets:
         mine = sorted(c.environment for c in claims.values() if c.pr == run.number)
         if not mine:
@@ -171,7 +165,6 @@ async def run_unlock(run: CommentRun, command: Command) -> str:
         wanted = {run.number: mine}
     else:
         wanted = {}
-        free = []
         for target in command.targets:
             claim = claims.get(target.key)
             if claim is None:
@@ -179,7 +172,7 @@ async def run_unlock(run: CommentRun, command: Command) -> str:
             else:
                 wanted.setdefault(claim.pr, []).append(target.key)
         if not wanted:
-            return f"{_names(free)} {'is' if len(free) == 1 else 'are'} not claimed"
+            return f"{_names(free)} {_was(free)} not claimed: nothing to unlock"
     actor = await run.actor()
     for holder, envs in wanted.items():
         if holder == run.number:
@@ -188,11 +181,11 @@ async def run_unlock(run: CommentRun, command: Command) -> str:
                 raise Refused(decision.reason)
         elif not actor.can_write:
             raise Refused(
-                f"{_names(envs)} {'is' if len(envs) == 1 else 'are'} claimed by "
+                f"{_names(envs)} {_was(envs)} claimed by "
                 f"{run.pull_link(holder)}, not this PR: from here only someone with write access "
                 f"may release another PR's claim (its author can `/unlock` on #{holder})"
             )
-    released = []
+    released: list[str] = []
     for holder, envs in wanted.items():
         reason = f"/unlock by @{run.login} on #{run.number}"
         # Without names, all of this PR's claims go, previews still running included.
@@ -200,8 +193,11 @@ async def run_unlock(run: CommentRun, command: Command) -> str:
         done = await deploys.release_claims(
             run.gh, run.repo, pr=holder, environments=environments, reason=reason
         )
-        released += [c.environment for c in done] or envs
-    return f"released {_names(sorted(set(released)))}"
+        released += [c.environment for c in done]
+    if not released:
+        return "nothing was claimed any more: nothing to unlock"
+    message = f"released {_names(sorted(set(released)))}"
+    return message + (f"; {_names(free)} {_was(free)} not claimed" if free else "")
 
 
 async def run_cancel(run: CommentRun, command: Command) -> str:
@@ -219,8 +215,21 @@ async def run_cancel(run: CommentRun, command: Command) -> str:
     return f"cancelled {_names(sorted({s.key for s in steps}))}"
 
 
+COMMANDS: Mapping[str, CommandFn] = {
+    "help": run_help,
+    "plan": run_plan,
+    "deploy": run_deploy,
+    "unlock": run_unlock,
+    "cancel": run_cancel,
+}
+
+
 def _names(keys: list[str]) -> str:
     return ", ".join(f"`{k}`" for k in keys)
+
+
+def _was(keys: list[str]) -> str:
+    return "is" if len(keys) == 1 else "are"
 
 
 def render_reply(login: str, results: list[Result]) -> str:
