@@ -246,3 +246,32 @@ async def test_pushes_elsewhere_deploy_nothing(stack: Stack) -> None:
     assert len(await deployments(stack)) == before
     runs = [r for r in stack.sandbox.state.check_runs.values() if r.name == "hubbot/deploy"]
     assert runs == []
+
+
+async def test_health_checks_flaky_passes_are_said_and_failures_gate_prod(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, openapi_checker: Any
+) -> None:
+    needs_tools()
+    tools_path(monkeypatch)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    check = (
+        f"if [ {{hub}} = r-staging ]; then exit 4; fi; test -e {marks}/ok-{{hub}} && exit 0; "
+        f"touch {marks}/ok-{{hub}}; exit 3"
+    )
+    config = hubbot_yaml(health_check=f"'{check}'", health_check_attempts="2")
+    async with running(tmp_path, openapi_checker, hubbot_yaml=config) as stack:
+        number, sha = await merge_change(stack, {COMMON: edited(COMMON, "health")}, branch="h")
+        found = by_environment(await deployments(stack), sha)
+        flaky = found["uni-a/staging"]["statuses"][-1]
+        assert flaky["state"] == "success"
+        assert (
+            "health check passed on attempt 2 of 2 (flaky: attempt 1: exit code 3)"
+            in (flaky["description"])
+        )
+        failed = found["uni-a/r-staging"]["statuses"][-1]
+        assert failed["state"] == "failure"
+        assert "health check failed 2 times" in failed["description"]
+        assert [states(found[e])[-1] for e in ("uni-a/prod", "uni-a/r-prod")] == ["failure"] * 2
+        (body,) = deploy_comments(await stack.pull(number))
+        assert "flaky" in body

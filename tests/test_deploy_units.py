@@ -22,6 +22,7 @@ from gidgethub import sansio
 from bot.core.settings import parse_settings
 from bot.core.snapshot import DictSnapshot, Symlink
 from bot.deploys import progress
+from bot.deploys.executor import DeployJob
 from bot.deploys.local import CheckoutError
 from bot.deploys.progress import Origin, TargetRecord
 from bot.deploys.repo import DeployLog, deploy_environment
@@ -346,3 +347,17 @@ def test_the_status_snapshot_is_json_and_starts_empty() -> None:
     assert json.loads(json.dumps(view)) == view
     assert view["rollouts"] == [] and view["claims"] == [] and view["executor"] == "none"
     assert view["recovery"]["state"] == "not started"
+
+
+async def test_an_executor_that_cannot_start_fails_each_deploy_saying_why() -> None:
+    from bot.core.settings import build_settings
+    from bot.github.snapshot import RepoRef
+
+    settings = build_settings({"deploy": {"executor": "kubernetes"}})
+    repo = RepoRef("o", "r", "https://api.github.com/repos/o/r")
+    executor = DeployService()._executor(repo, settings, lambda: FakeGH())
+    job = DeployJob("j", "o/r", "c", "h", "a" * 40, "true", 1.0)
+    result = await executor.run(job)
+    assert result.outcome == "error"
+    assert "the Kubernetes executor cannot start" in result.detail
+    assert "no API host given" in result.detail or "job_template" in result.detail

@@ -100,7 +100,9 @@ def deployment_status(record: TargetRecord) -> tuple[str, str]:
         case "running":
             return "in_progress", record.note or "deploying"
         case "success":
-            return "success", f"deployed{took}" + (f"; {detail}" if "health" in detail else "")
+            return "success", f"deployed{took}" + (
+                f"; {_health(detail)}" if _health(detail) else ""
+            )
         case "skipped":
             return "inactive", "not deployed: this release no longer exists at this commit"
         case "failure":
@@ -152,6 +154,8 @@ def table(records: Sequence[TargetRecord], asked_sha: str) -> str:
         state = _ICONS.get(r.state, r.state)
         if r.state in ("failure", "error", "blocked", "cancelled") and r.detail:
             state += f": {_cell(r.detail)}"
+        elif r.state == "success" and _health(r.detail):
+            state += f" ({_cell(_health(r.detail))})"
         if r.sha != asked_sha and r.state not in ("blocked", "cancelled"):
             state += f" (at `{r.sha[:7]}`, a newer commit)"
         took = _seconds(r.seconds) if r.seconds is not None and r.state in FINAL else ""
@@ -200,6 +204,11 @@ def by_key(records: Mapping[tuple[int, str], TargetRecord], origin: Origin) -> l
         if record is not None:
             found.append(record)
     return found
+
+
+def _health(detail: str) -> str:
+    """The health check's part of a success detail ("health check passed on attempt 2 ...")."""
+    return detail.removeprefix("deployed; ") if "health check" in detail else ""
 
 
 def _final_icon(records: Sequence[TargetRecord]) -> str:

@@ -59,6 +59,27 @@ def deploy_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
     return {k: v for k, v in env.items() if not k.startswith("HUBBOT_")}
 
 
+# What a health check may see of the bot's environment: enough to run curl, no credentials.
+HEALTH_PASSTHROUGH = (
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "TMPDIR",
+    "HTTPS_PROXY",
+    "HTTP_PROXY",
+    "NO_PROXY",
+    "SSL_CERT_FILE",
+)
+
+
+def health_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The minimal environment a health check runs with."""
+    env = deploy_environment(base)
+    return {k: v for k, v in env.items() if k in HEALTH_PASSTHROUGH}
+
+
 def local_executor(
     snapshots: SnapshotReader,
     repo: RepoRef,
@@ -92,7 +113,7 @@ class RepoDeploys:
     wave_settings: dict[int, Settings] = field(default_factory=dict)
     wave_delivery: dict[int, str] = field(default_factory=dict)
     releases: dict[tuple[int, str], Release] = field(default_factory=dict)
-    health_env: dict[str, str] = field(default_factory=deploy_environment)
+    health_env: dict[str, str] = field(default_factory=health_environment)
 
     def __post_init__(self) -> None:
         deploy = self.settings.deploy
