@@ -117,7 +117,9 @@ def deployment_status(record: TargetRecord) -> tuple[str, str]:
             return "inactive", detail or "superseded"
 
 
-def conclusion(records: Iterable[TargetRecord]) -> str:
+def conclusion(
+    records: Iterable[TargetRecord],
+) -> Literal["success", "failure", "cancelled", "neutral"]:
     """The check run conclusion for an origin's targets, all ended."""
     states = {r.state for r in records}
     if states & {"failure", "error", "blocked"}:

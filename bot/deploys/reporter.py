@@ -29,8 +29,7 @@ from bot.deploys.executor import DeployJob
 from bot.deploys.progress import DEPLOY_CHECK, DEPLOY_MARKER, Origin, TargetRecord
 from bot.deploys.rollout import StepOutcome
 from bot.deploys.schedule import Step, Wave
-from bot.github.checks import now_iso
-from bot.github.client import AmbiguousWrite
+from bot.github.checks import CheckRun, complete_check, now_iso, start_check
 from bot.github.comments import CommentCache, upsert_comment
 from bot.github.deployments import DeploymentRef, create_deployment, environment_of, set_status
 from bot.github.snapshot import RepoRef
@@ -38,8 +37,6 @@ from bot.github.snapshot import RepoRef
 logger = logging.getLogger(__name__)
 
 THROTTLE_SECONDS = 2.0
-MAX_TITLE = 255
-MAX_SUMMARY = 65535
 KEEP_ORIGINS = 50  # finished origins kept in memory for the comment and the status page
 
 
@@ -112,7 +109,7 @@ class GitHubReporter:
         self._chains: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: dict[int, Throttled] = {}
-        self._checks: dict[int, str] = {}  # origin id -> check run URL
+        self._checks: dict[int, CheckRun] = {}  # origin id -> its check run
         self._sem = asyncio.Semaphore(writes)
         self._ids = iter(range(1, 1 << 62))
 
@@ -378,57 +375,36 @@ class GitHubReporter:
         )
 
     async def _create_check(self, origin: Origin) -> None:
-        if origin.id in self._checks:
-            return
-        external = f"hubbot-deploy-{origin.id}-{uuid.uuid4().hex[:12]}"
-        body = {
-            "name": DEPLOY_CHECK,
-            "head_sha": origin.sha,
-            "status": "queued",
-            "external_id": external,
-            "output": {"title": progress.heading(origin)[:MAX_TITLE], "summary": "Queued."},
-        }
-        try:
-            created = await self.gh.post(f"{self.repo.url}/check-runs", data=body)
-        except AmbiguousWrite:
-            created = await self._find_check(origin.sha, external)
-            if created is None:
-                raise
-        self._checks[origin.id] = str(created["url"])
-
-    async def _find_check(self, sha: str, external: str) -> dict[str, Any] | None:
-        data = await self.gh.getitem(
-            f"{self.repo.url}/commits/{sha}/check-runs{{?check_name,filter}}",
-            {"check_name": DEPLOY_CHECK, "filter": "all"},
-        )
-        for run in data.get("check_runs", []) if isinstance(data, dict) else []:
-            if run.get("external_id") == external:
-                return dict(run)
-        return None
+        if origin.id not in self._checks:
+            self._checks[origin.id] = await start_check(
+                self.gh,
+                repo_url=self.repo.url,
+                head_sha=origin.sha,
+                name=DEPLOY_CHECK,
+                status="queued",
+            )
 
     async def _check_running(self, origin: Origin) -> None:
-        url = self._checks.get(origin.id)
-        if url is None or origin.closed:
-            return
-        await self.gh.patch(url, data={"status": "in_progress", "started_at": now_iso()})
+        run = self._checks.get(origin.id)
+        if run is not None and not origin.closed:
+            await self.gh.patch(run.url, data={"status": "in_progress", "started_at": now_iso()})
 
     async def _conclude(self, origin: Origin) -> None:
         records = progress.by_key(self.records, origin)
         if origin.kind == "preview" and origin.pr is not None:
             await self._note_if_behind(origin)
             self._poke(origin)
-        url = self._checks.get(origin.id)
-        if url is None:
+        run = self._checks.get(origin.id)
+        if run is None:
             return
         title, summary = progress.check_output(origin, records)
-        await self.gh.patch(
-            url,
-            data={
-                "status": "completed",
-                "conclusion": progress.conclusion(records),
-                "completed_at": now_iso(),
-                "output": {"title": title[:MAX_TITLE], "summary": summary[:MAX_SUMMARY]},
-            },
+        conclusion = progress.conclusion(records)
+        await complete_check(
+            self.gh,
+            run,
+            conclusion=conclusion,
+            title=title,
+            summary=summary,
         )
         self._prune()
 
@@ -488,15 +464,10 @@ class GitHubReporter:
     async def _stop_check(self, origin: Origin, reason: str) -> None:
         origin.closed = True
         title, summary = progress.check_output(origin, progress.by_key(self.records, origin))
-        await self.gh.patch(
+        await complete_check(
+            self.gh,
             self._checks[origin.id],
-            data={
-                "status": "completed",
-                "conclusion": "cancelled",
-                "completed_at": now_iso(),
-                "output": {
-                    "title": f"hubbot stopped: {title}"[:MAX_TITLE],
-                    "summary": f"{reason}\n\n{summary}"[:MAX_SUMMARY],
-                },
-            },
+            conclusion="cancelled",
+            title=f"hubbot stopped: {title}",
+            summary=f"{reason}\n\n{summary}",
         )

@@ -22,13 +22,14 @@ from gidgethub.abc import GitHubAPI
 from bot.core.planner import Plan
 from bot.core.settings import Settings
 from bot.deploys.claims import Claim, DeploymentRecord, derive_claims
-from bot.deploys.executor import DeployJob, DeployResult, Executor
+from bot.deploys.executor import Executor
+from bot.deploys.executors import build_executor, executor_settings
 from bot.deploys.progress import Kind
-from bot.deploys.repo import MAX_LOGS, DeployLog, RepoDeploys, local_executor
+from bot.deploys.repo import MAX_LOGS, DeployLog, RepoDeploys
 from bot.deploys.reporter import THROTTLE_SECONDS, GitHubReporter
 from bot.deploys.schedule import Step, Wave
 from bot.github.comments import CommentCache
-from bot.github.deployments import DeploymentRef, Listed, latest_state, list_hubbot, set_status
+from bot.github.deployments import DeploymentRef, Listed, newest_per_environment, set_status
 from bot.github.repo_settings import SettingsCache
 from bot.github.snapshot import RepoRef, SnapshotReader
 
@@ -323,7 +324,10 @@ class DeployService:
             await ctx.reporter.flush()  # our own queued previews and merges are on GitHub now
         records = None if fresh else self._claims.get(repo.full_name)
         if records is None:
-            records = await _newest_records(gh, repo, since=now - timedelta(hours=hours))
+            newest = await newest_per_environment(
+                gh, repo.url, since=now - timedelta(hours=hours), state_of=lambda p: "pr" in p
+            )
+            records = [_record(item) for item in newest]
             self._claims[repo.full_name] = records
         claims = derive_claims(records, now=now, claim_hours=hours)
         self.claim_views[repo.full_name] = claims
@@ -364,8 +368,8 @@ class DeployService:
     def context(self, gh: GitHubAPI, repo: RepoRef, settings: Settings) -> RepoDeploys:
         """The repository's deploy machinery, made on first use; fresh client and settings."""
         ctx = self.repos.get(repo.full_name)
-        wanted = _executor_settings(settings)
-        if ctx is not None and _executor_settings(ctx.settings) != wanted:
+        wanted = executor_settings(settings)
+        if ctx is not None and executor_settings(ctx.settings) != wanted:
             if ctx.rollout.idle:  # the old executor's jobs are all done: retire it
                 logger.info("%s: executor settings changed", repo.full_name)
                 del self.repos[repo.full_name]
@@ -419,17 +423,7 @@ class DeployService:
     def _executor(self, repo: RepoRef, settings: Settings, gh: Callable[[], GitHubAPI]) -> Executor:
         if self.executor_factory is not None:
             return self.executor_factory(repo, settings)
-        if settings.deploy.executor == "kubernetes":
-            from bot.deploys.kubeapi import KubeConfigError
-            from bot.deploys.kubeexec import kubernetes_executor
-            from bot.deploys.kubemanifest import JobTemplateError
-
-            try:
-                return kubernetes_executor(self.config, repo, settings)
-            except (KubeConfigError, JobTemplateError) as exc:
-                logger.error("%s: the Kubernetes executor cannot start: %s", repo.full_name, exc)
-                return Unavailable("kubernetes", f"the Kubernetes executor cannot start: {exc}")
-        return local_executor(self.snapshots, repo, gh, passthrough=self.config.passthrough)
+        return build_executor(self.config, repo, settings, snapshots=self.snapshots, gh=gh)
 
     async def default_settings(self, gh: GitHubAPI, repo: RepoRef) -> Settings:
         """The settings on the repository's default branch (cached until a push)."""
@@ -496,48 +490,13 @@ class DeployService:
         return status_view(self)
 
 
-def _executor_settings(settings: Settings) -> tuple[str, Any]:
-    """What the executor is built from: changing it means a new executor."""
-    return settings.deploy.executor, settings.deploy.kubernetes
-
-
-class Unavailable(Executor):
-    """An executor that could not be built: every job ends as an error saying why."""
-
-    def __init__(self, name: str, reason: str) -> None:
-        self.name, self.reason = name, reason
-
-    async def run(self, job: DeployJob) -> DeployResult:
-        """Refuse the job, saying why."""
-        return DeployResult("error", self.reason)
-
-    async def cancel(self, job_id: str) -> bool:
-        """Nothing runs here."""
-        return False
-
-
-async def _newest_records(
-    gh: GitHubAPI, repo: RepoRef, *, since: datetime
-) -> list[DeploymentRecord]:
-    """The newest hubbot deployment of each environment since `since`, with its state.
-
-    Only the newest one decides a claim, and only a preview's state matters: one status
-    call per environment whose newest deployment is a preview.
-    """
-    newest: dict[str, Listed] = {}
-    for item in await list_hubbot(gh, repo.url, since=since, with_state=False):
-        newest.setdefault(item.ref.environment, item)  # listed newest first
-    records = []
-    for item in newest.values():
-        state = await latest_state(gh, item.ref) if "pr" in item.payload else None
-        records.append(
-            DeploymentRecord(
-                id=item.ref.id,
-                environment=item.ref.environment,
-                sha=item.ref.sha,
-                created_at=item.created_at,
-                payload={"hubbot": dict(item.payload)},
-                state=state,
-            )
-        )
-    return records
+def _record(item: Listed) -> DeploymentRecord:
+    """The claim rules' view of a listed deployment."""
+    return DeploymentRecord(
+        id=item.ref.id,
+        environment=item.ref.environment,
+        sha=item.ref.sha,
+        created_at=item.created_at,
+        payload={"hubbot": dict(item.payload)},
+        state=item.state,
+    )

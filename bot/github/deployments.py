@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import gidgethub
 from gidgethub.abc import GitHubAPI
 
 from bot.github.client import AmbiguousWrite
@@ -176,20 +175,26 @@ async def list_hubbot(
     return found
 
 
-async def get_deployment(gh: GitHubAPI, repo_url: str, deployment_id: int) -> Listed | None:
-    """One deployment of hubbot's by id, with its latest state; None if gone or not ours."""
-    try:
-        item = await gh.getitem(f"{repo_url}/deployments/{deployment_id}")
-    except gidgethub.BadRequest as exc:
-        if exc.status_code == 404:
-            return None
-        raise
-    payload = _hubbot_payload(item)
-    created = _time(item.get("created_at")) if isinstance(item, Mapping) else None
-    if not payload or created is None:
-        return None
-    ref = _ref(item)
-    return Listed(ref, payload, created, await latest_state(gh, ref))
+async def newest_per_environment(
+    gh: GitHubAPI,
+    repo_url: str,
+    *,
+    since: datetime,
+    state_of: Callable[[Mapping[str, Any]], bool] = lambda payload: True,
+) -> list[Listed]:
+    """hubbot's newest deployment of each environment since `since`.
+
+    Its latest state is read (one call each) only when `state_of(payload)` says it matters;
+    claims need it only for previews.
+    """
+    newest: dict[str, Listed] = {}
+    for item in await list_hubbot(gh, repo_url, since=since, with_state=False):
+        newest.setdefault(item.ref.environment, item)  # listed newest first
+    found = []
+    for item in newest.values():
+        state = await latest_state(gh, item.ref) if state_of(item.payload) else None
+        found.append(Listed(item.ref, item.payload, item.created_at, state))
+    return found
 
 
 def _hubbot_payload(item: Any) -> Mapping[str, Any]:
