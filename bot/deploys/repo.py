@@ -137,6 +137,13 @@ class RepoDeploys:
                 max_parallel_per_cluster=settings.deploy.max_parallel_per_cluster,
             )
 
+    def forget_ended_waves(self) -> None:
+        """Drop what was kept for waves the schedule no longer holds (memory stays bounded)."""
+        live = {wave.id for wave in self.rollout.schedule.waves()}
+        for kept in (self.wave_settings, self.wave_delivery):
+            for wave in [w for w in kept if w not in live]:
+                del kept[wave]
+
     def settings_for(self, step: Step) -> Settings:
         """The settings a step was submitted with."""
         return self.wave_settings.get(step.wave, self.settings)

@@ -258,6 +258,7 @@ class DeployService:
         )
         ctx.reporter.expect(origin, reuse)  # no await until submit() has reported `queued`
         waves = await ctx.rollout.submit(steps, sha=sha, stream=origin.stream, source=source)
+        ctx.forget_ended_waves()
         for wave in waves:
             ctx.wave_settings[wave.id] = settings
             ctx.wave_delivery[wave.id] = delivery
