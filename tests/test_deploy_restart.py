@@ -21,6 +21,7 @@ from bot.web.keys import SERVICES
 from tests.deploy_support import (
     COMMON,
     by_environment,
+    deploy_comments,
     deploy_runs,
     deploy_stack,
     deployments,
@@ -89,6 +90,8 @@ async def test_a_restart_requeues_accepted_local_deploys_on_their_deployments(
             view = await stack.pull(number)
             (stopped,) = deploy_runs(view, sha)
             assert (stopped["status"], stopped["conclusion"]) == ("completed", "cancelled")
+            (body,) = deploy_comments(view)
+            assert "⏸️ hubbot was stopped" in body
             ids = {e: d["id"] for e, d in found.items()}
 
             stack, second = await start_bot(sandbox, repo, http)
@@ -116,8 +119,11 @@ async def test_a_restart_requeues_accepted_local_deploys_on_their_deployments(
                     "success",
                 ]
                 assert queued[1]["description"] == "requeued after hubbot restarted"
-                runs = deploy_runs(await stack.pull(number), sha)
+                view = await stack.pull(number)
+                runs = deploy_runs(view, sha)
                 assert [r["conclusion"] for r in runs] == ["cancelled", "success"]
+                (body,) = deploy_comments(view)
+                assert "⏸️" not in body and "all 4 done" in body
             finally:
                 await second.cleanup()
     finally:

@@ -443,23 +443,33 @@ class GitHubReporter:
             for writer in list(self._writers.values()):
                 await writer.flush()
 
-    async def close(self, reason: str, *, grace: float = 10.0) -> None:
-        """Shutting down: finish queued writes (bounded), then conclude every open check run."""
+    async def close(self, reason: str, *, grace: float = 5.0) -> None:
+        """Shutting down: finish queued writes, then conclude every open check run.
+
+        Each phase is bounded by `grace` seconds, so a pod's termination grace period
+        (30 s by default, with the queue's drain before this) is enough.
+        """
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(grace):
                 await self.flush()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for origin in self.origins.values():
-            if origin.closed or origin.id not in self._checks:
-                continue
-            with contextlib.suppress(Exception):  # best effort: the process is stopping
-                async with asyncio.timeout(grace):
-                    await self._stop_check(origin, reason)
-                    if origin.pr is not None and origin.comments_url is not None:
-                        footer = f"⏸️ {reason}"
-                        await self._write_comment(origin.pr, origin.comments_url, footer)
+        open_ones = [o for o in self.origins.values() if not o.closed and o.id in self._checks]
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace):
+                await self._stop_all(open_ones, reason)
+
+    async def _stop_all(self, origins: list[Origin], reason: str) -> None:
+        """Conclude the origins' check runs, then say why once in each PR's comment."""
+        await asyncio.gather(
+            *(self._stop_check(o, reason) for o in origins), return_exceptions=True
+        )
+        prs = {o.pr: o.comments_url for o in origins if o.pr is not None and o.comments_url}
+        await asyncio.gather(
+            *(self._write_comment(pr, url, f"⏸️ {reason}") for pr, url in prs.items()),
+            return_exceptions=True,
+        )
 
     async def _stop_check(self, origin: Origin, reason: str) -> None:
         origin.closed = True
