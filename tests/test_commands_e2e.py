@@ -401,3 +401,18 @@ async def test_no_secret_reaches_a_reply_or_the_log(
     await comment(stack, number, "alice-partner", body)
     await comment(stack, number, "octocat", "/deploy uni-a/prod@0123456\n/deplyo")
     scan_for_secrets(stack, caplog.text)
+
+
+async def test_deploys_are_off_while_the_default_branchs_settings_are_broken(
+    stack: Stack,
+) -> None:
+    broken = (EXAMPLE / "hubbot.yaml").read_text().replace("max_parallel: 4", "max_parallel: 0")
+    await stack.control("POST", "/push", {"branch": "main", "files": {"hubbot.yaml": broken}})
+    await stack.settle()
+    number = await open_pr_as(stack, "octocat", CHANGE)
+    main = (await stack.pull(number))["base"]["sha"]
+    cid = await comment(stack, number, "octocat", f"/deploy staging\n/deploy uni-a/prod@{main}")
+    body = reply(await stack.pull(number), cid)
+    assert body.count("`hubbot.yaml` on the default branch has errors") == 2
+    assert "`hubbot.yaml:" in body  # the finding, at its line
+    assert await deployments(stack) == []
