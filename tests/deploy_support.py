@@ -48,13 +48,19 @@ def tools_path(monkeypatch: pytest.MonkeyPatch) -> None:
 DEPLOY_COMMAND = "python3 deploy.py {cluster} {hub} --namespace {namespace} --mode template"
 
 
-def hubbot_yaml(*, before_command: str = "", **replace: str) -> str:
-    """The example's hubbot.yaml with its hub command prefixed, and `deploy:` keys replaced."""
+SUPPORT_COMMAND = "python3 deploy.py {cluster} --support --mode template"
+
+
+def hubbot_yaml(*, before_command: str = "", before_support: str = "", **replace: str) -> str:
+    """The example's hubbot.yaml with its commands prefixed, and `deploy:` keys replaced."""
     text = (EXAMPLE / "hubbot.yaml").read_text()
-    line = f"  command: {DEPLOY_COMMAND}\n"
-    assert line in text, "the example's hub command changed"
-    command = f"{before_command} {DEPLOY_COMMAND}".strip()
-    text = text.replace(line, f"  command: {_yaml_str(command)}\n")
+    for key, command, before in (
+        ("command", DEPLOY_COMMAND, before_command),
+        ("support_command", SUPPORT_COMMAND, before_support),
+    ):
+        line = f"  {key}: {command}\n"
+        assert line in text, f"the example's {key} changed"
+        text = text.replace(line, f"  {key}: {_yaml_str(f'{before} {command}'.strip())}\n")
     for key, value in replace.items():
         old = next(x for x in text.splitlines() if x.startswith(f"  {key}:"))
         text = text.replace(old + "\n", f"  {key}: {value}\n", 1)
@@ -68,6 +74,12 @@ def _yaml_str(text: str) -> str:
 def gate(folder: Path) -> str:
     """A shell prefix that holds a deploy until `folder/go` exists (the test opens the gate)."""
     return f"while [ ! -e {folder}/go ]; do sleep 0.05; done;"
+
+
+def gate_each(folder: Path, hub: str = "{hub}") -> str:
+    """Holds a deploy until `folder/go` or `folder/go-<cluster>-<hub>` exists."""
+    mine = f"{folder}/go-{{cluster}}-{hub}"
+    return f"while [ ! -e {folder}/go ] && [ ! -e {mine} ]; do sleep 0.05; done;"
 
 
 def example_repo(tmp_path: Path, *, hubbot_yaml: str | None = None) -> Path:

@@ -20,6 +20,7 @@ import pytest
 from bot.web.keys import SERVICES
 from tests.deploy_support import (
     COMMON,
+    SUPPORT,
     by_environment,
     deploy_comments,
     deploy_runs,
@@ -29,6 +30,7 @@ from tests.deploy_support import (
     eventually,
     example_repo,
     gate,
+    gate_each,
     hubbot_yaml,
     merge_change,
     needs_tools,
@@ -210,4 +212,85 @@ async def test_a_restart_adopts_the_running_kubernetes_job_and_reports_its_end(
                 await second.cleanup()
         finally:
             await sandbox.close()
+    assert sandbox.violations == [], "\n".join(sandbox.violations)
+
+
+STAGES = {
+    "support": ["uni-a/support"],
+    "staging": ["uni-a/staging", "uni-a/r-staging"],
+    "prod": ["uni-a/prod", "uni-a/r-prod"],
+}
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+async def test_a_restart_at_each_stage_of_a_rollout_loses_nothing_and_redoes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, openapi_checker: Any, stage: str
+) -> None:
+    needs_tools()
+    tools_path(monkeypatch)
+    gates = tmp_path / "gates"
+    gates.mkdir()
+    config = hubbot_yaml(
+        before_command=gate_each(gates), before_support=gate_each(gates, "support")
+    )
+    repo = example_repo(tmp_path, hubbot_yaml=config)
+    order = list(STAGES)
+    done_before = [env for s in order[: order.index(stage)] for env in STAGES[s]]
+    for env in done_before:  # the stages before this one may finish
+        (gates / f"go-{env.replace('/', '-')}").touch()
+    sandbox, first = await deploy_stack(repo, checker=openapi_checker)
+    try:
+        async with aiohttp.ClientSession() as http:
+            stack = Stack(sandbox, f"http://127.0.0.1:{first.addresses[0][1]}", first.app, http, [])
+            await stack.control("POST", "/webhook", {"url": f"{stack.bot_url}/webhook"})
+            files = {COMMON: edited(COMMON, stage), SUPPORT: edited(SUPPORT, stage)}
+            number, sha = await merge_change(stack, files, branch="s", wait=False)
+
+            async def stage_running() -> bool:
+                found = by_environment(await deployments(stack), sha)
+                return all(
+                    env in found and "in_progress" in states(found[env]) for env in STAGES[stage]
+                )
+
+            await eventually(stage_running)
+            await stack.settle()
+            await first.cleanup()
+            before = by_environment(await deployments(stack), sha)
+            assert len(before) == 5
+
+            stack, second = await start_bot(sandbox, repo, http)
+            try:
+                assert stack.app[SERVICES].deploys.recovery["requeued"] == 5 - len(done_before)
+                (gates / "go").touch()
+                await stack.deployed()
+                after = by_environment(await deployments(stack), sha)
+                assert {e: d["id"] for e, d in after.items()} == {
+                    e: d["id"] for e, d in before.items()
+                }
+                for env, d in after.items():
+                    if env in done_before:  # ended before the restart: not deployed again
+                        assert states(d) == ["queued", "in_progress", "success"]
+                    elif env in STAGES[stage]:  # cut by the restart: deployed again
+                        assert states(d) == [
+                            "queued",
+                            "in_progress",
+                            "queued",
+                            "in_progress",
+                            "success",
+                        ]
+                    else:  # still queued at the restart: requeued
+                        assert states(d) == ["queued", "queued", "in_progress", "success"]
+                # Order holds across the restart: no prod started before staging ended.
+                ids = {e: {s["state"]: s["id"] for s in d["statuses"]} for e, d in after.items()}
+                assert (
+                    max(ids[e]["success"] for e in STAGES["staging"])
+                    < min(ids[e]["in_progress"] for e in STAGES["prod"])
+                    or stage == "prod"
+                )
+                runs = deploy_runs(await stack.pull(number), sha)
+                assert [r["conclusion"] for r in runs] == ["cancelled", "success"]
+            finally:
+                await second.cleanup()
+    finally:
+        await sandbox.close()
     assert sandbox.violations == [], "\n".join(sandbox.violations)
