@@ -99,7 +99,7 @@ async def _run(args: argparse.Namespace, root: Path, tools: Tools, stdout: TextI
             if walk.number:
                 outcome.view = await stack.pull(walk.number)
                 _say(stdout, f"\n{RULE}\nThe pull request, as a reviewer sees it\n{RULE}")
-                _say(stdout, render_text(outcome.view, walk.actions))
+                _say(stdout, render_text(outcome.view, walk.actions, edited=walk.edited))
             if args.keep_running and outcome.passed:
                 _say(stdout, keep_running_help(stack, repo, walk.number))
                 await _until_signal()
@@ -245,6 +245,7 @@ def _write_html(path: Path, outcome: Outcome, tools: Tools, seconds: float, stdo
         notes=tools.notes,
         passed=outcome.passed,
         seconds=seconds,
+        edited=outcome.walk.edited if outcome.walk else (),
     )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

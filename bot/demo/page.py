@@ -7,7 +7,7 @@ bodies go through `markdown_html`, which escapes first and renders a safe subset
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
 from typing import Any
@@ -20,6 +20,7 @@ from bot.demo.transcript import (
     conversation,
     deployment_title,
     deployment_url,
+    is_edited,
     short,
 )
 
@@ -75,6 +76,7 @@ def render_page(
     notes: Sequence[str],
     passed: bool,
     seconds: float,
+    edited: Collection[int] = (),
 ) -> str:
     """The whole page, as one string."""
     when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -98,7 +100,7 @@ def render_page(
     if view is not None:
         parts += [
             f"<h2>Pull request #{int(view['number'])}: {escape(str(view['title']))}</h2>",
-            *_conversation(view, list(actions)),
+            *_conversation(view, list(actions), edited),
             "<h2>Checks</h2>",
             *_checks(view.get("check_runs") or ()),
         ]
@@ -127,7 +129,9 @@ def _steps(steps: Sequence[StepReport]) -> Iterator[str]:
     yield "</tbody></table>"
 
 
-def _conversation(view: Mapping[str, Any], actions: list[Action]) -> Iterator[str]:
+def _conversation(
+    view: Mapping[str, Any], actions: list[Action], edited: Collection[int]
+) -> Iterator[str]:
     yield (
         f'<p class="muted">{escape(str(view["user"]))} wants to merge '
         f"<code>{escape(str(view['head']['ref']))}</code> into "
@@ -138,7 +142,7 @@ def _conversation(view: Mapping[str, Any], actions: list[Action]) -> Iterator[st
     if body:
         yield _box(f"<strong>{escape(str(view['user']))}</strong> opened this pull request", body)
     for entry in conversation(view, actions):
-        yield _entry(entry)
+        yield _entry(entry, edited)
 
 
 def _box(header: str, markdown: str, footer: str = "") -> str:
@@ -148,7 +152,7 @@ def _box(header: str, markdown: str, footer: str = "") -> str:
     )
 
 
-def _entry(entry: Entry) -> str:
+def _entry(entry: Entry, edited: Collection[int]) -> str:
     item = entry.data
     if entry.kind == "action":
         detail = f'<pre class="code">{escape(item.detail)}</pre>' if item.detail else ""
@@ -157,18 +161,14 @@ def _entry(entry: Entry) -> str:
             f"{escape(item.text)}{detail}</div>"
         )
     if entry.kind == "comment":
-        edited = (
-            ' <span class="muted">(edited)</span>'
-            if item["updated_at"] != item["created_at"]
-            else ""
-        )
+        flag = ' <span class="muted">(edited)</span>' if is_edited(item, edited) else ""
         reactions = "".join(
             f'<span title="{escape(str(r["user"]))}">'
             f"{escape(REACTIONS.get(r['content'], r['content']))} {escape(str(r['user']))}</span>"
             for r in item["reactions"]
         )
         footer = f'<p class="reactions">{reactions}</p>' if reactions else ""
-        header = f"<strong>{escape(str(item['user']))}</strong> commented{edited}"
+        header = f"<strong>{escape(str(item['user']))}</strong> commented{flag}"
         return _box(header, str(item["body"]), footer)
     if entry.kind == "review":
         verb = "approved these changes" if item["state"] == "APPROVED" else "reviewed"

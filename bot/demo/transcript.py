@@ -9,7 +9,7 @@ by the highest id visible just before it acted.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,33 +108,42 @@ def deployment_url(dep: Mapping[str, Any]) -> str | None:
     return str(urls[-1]) if urls else None
 
 
-def render_text(view: Mapping[str, Any], actions: list[Action]) -> str:
+def is_edited(comment: Mapping[str, Any], edited: Collection[int]) -> bool:
+    """Whether a comment was edited (seen changing, or its timestamps say so)."""
+    return int(comment["id"]) in edited or comment["updated_at"] != comment["created_at"]
+
+
+def render_text(
+    view: Mapping[str, Any], actions: list[Action], *, edited: Collection[int] = ()
+) -> str:
     """The whole pull request as plain text, for the terminal."""
-    return "\n".join(_text_lines(view, actions)) + "\n"
+    return "\n".join(_text_lines(view, actions, edited)) + "\n"
 
 
-def _text_lines(view: Mapping[str, Any], actions: list[Action]) -> Iterator[str]:
+def _text_lines(
+    view: Mapping[str, Any], actions: list[Action], edited: Collection[int]
+) -> Iterator[str]:
     state = "merged" if view.get("merged") else str(view.get("state"))
     yield f"#{view['number']} {view['title']}  [{state}]"
     yield f"opened by {view['user']}: {view['head']['ref']} → {view['base']['ref']}"
     yield ""
     for entry in conversation(view, actions):
-        yield from _entry_lines(entry)
+        yield from _entry_lines(entry, edited)
         yield ""
     yield "Checks"
     for run in view.get("check_runs") or ():
         yield from _check_lines(run)
 
 
-def _entry_lines(entry: Entry) -> Iterator[str]:
+def _entry_lines(entry: Entry, edited: Collection[int]) -> Iterator[str]:
     item = entry.data
     if entry.kind == "action":
         yield f"● {item.actor} {item.text}"
         for line in item.detail.splitlines():
             yield f"    {line}"
     elif entry.kind == "comment":
-        edited = " (edited)" if item["updated_at"] != item["created_at"] else ""
-        yield f"💬 {item['user']} commented{edited}:"
+        flag = " (edited)" if is_edited(item, edited) else ""
+        yield f"💬 {item['user']} commented{flag}:"
         for line in terminal_markdown(item["body"]).splitlines():
             yield f"  │ {line}".rstrip()
         if item["reactions"]:

@@ -35,6 +35,7 @@ jupyterhub:
       guarantee: 1G
       limit: 2G
 """
+FIRST_MESSAGE = "uni-a staging: 1G guaranteed, 2G limit for the workshop"
 BAD_LINE = 7  # `limit: two`: a string where the schema wants a number
 STAGING_BAD = STAGING_EDIT + "    cpu:\n      limit: two\n"
 STAGING_FIXED = STAGING_EDIT + "    cpu:\n      limit: 2\n"
@@ -52,6 +53,7 @@ class Walk:
     notes: list[str] = field(default_factory=list)  # what the current step verified
     number: int = 0
     plan_comment_id: int | None = None
+    edited: set[int] = field(default_factory=set)  # comments seen changing
     merge_sha: str = ""
 
     def steps(self) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
@@ -75,7 +77,7 @@ class Walk:
                 "name": BRANCH,
                 "from": "main",
                 "files": {STAGING: STAGING_EDIT},
-                "message": "uni-a staging: 1G guaranteed, 2G limit for the workshop",
+                "message": FIRST_MESSAGE,
                 "user": PARTNER,
             },
         )
@@ -91,7 +93,12 @@ class Walk:
             },
         )
         self.number = int(answer["number"])
-        self._act(0, PARTNER, f"pushed {short(answer['head_sha'])}", _files(STAGING))
+        self._act(
+            0,
+            PARTNER,
+            f"pushed {short(answer['head_sha'])}: {FIRST_MESSAGE}",
+            _files(STAGING),
+        )
         self.notes.append(f"PR #{self.number} opened from {BRANCH}")
 
     async def plan_appears(self) -> None:
@@ -132,6 +139,7 @@ class Walk:
             )
         if comment["body"] == bad_body["body"]:
             raise StepFailed("the plan comment updated after the fix", "the error plan still")
+        self.edited.add(int(comment["id"]))
         self.notes.append(f"fixed: {PLAN_CHECK} succeeded; the same comment now shows the plan")
 
     async def preview(self) -> None:
@@ -184,13 +192,13 @@ class Walk:
         )
         view = await self._wait_plan(conclusion="success", sha=sha, hub=("uni-a", "prod"))
         self.notes.append(f"{PLAN_CHECK} on {short(sha)} succeeded; the plan now has support+prod")
-        after = latest_id(view)
-        await self.stack.control(
+        review = await self.stack.control(
             "POST", f"/pulls/{self.number}/reviews", {"user": ENGINEER, "state": "APPROVED"}
         )
         answer = await self.stack.control("POST", f"/pulls/{self.number}/merge", {"user": ENGINEER})
         self.merge_sha = str(answer["sha"])
-        self._act(after + 1, ENGINEER, f"merged into main as {short(self.merge_sha)}")
+        after = max(latest_id(view), int(review["id"]))
+        self._act(after, ENGINEER, f"merged into main as {short(self.merge_sha)}")
         self.notes.append(f"approved and merged: main is now {short(self.merge_sha)}")
 
     async def rollout(self) -> None:
@@ -278,7 +286,8 @@ class Walk:
 def names_hub(body: str, cluster: str, hub: str) -> bool:
     """Whether a plan comment lists `cluster/hub` (as `cluster/hub` or a table row)."""
     plain = re.sub(r"</?code>|`", "", body)
-    return bool(re.search(rf"{re.escape(cluster)}(/|\s*\|\s*){re.escape(hub)}\b", plain))
+    name = rf"(?<![\w.-]){re.escape(cluster)}(/|\s*\|\s*){re.escape(hub)}(?![\w.-])"
+    return re.search(name, plain) is not None
 
 
 def _is_plan(comment: Mapping[str, Any], bot: str) -> bool:
