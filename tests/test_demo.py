@@ -8,11 +8,13 @@ the HTML page, and the exit code.
 from __future__ import annotations
 
 import os
+import queue
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 import zipfile
@@ -105,9 +107,11 @@ def test_the_demo_walks_a_change_with_helm(tmp_path: Path) -> None:
     assert "helm v3." in out and "each deploy runs `helm template`" in out
     assert NO_HELM not in out
     assert "sops found" in out
-    # helm really rendered: deploy.py's summary of the objects is in the deploys' logs
+    # helm really rendered: deploy.py's summary, read from the deploy's log page on the bot
+    assert re.search(r"uni-a/staging's log: rendered 9 objects \(sha256 \w{12}\)", out)
+    assert re.search(r"uni-a/prod's log: rendered 9 objects \(sha256 \w{12}\)", out)
     log = (tmp_path / "work" / "hubbot.log").read_text()
-    assert "Traceback" not in log
+    assert "Traceback" not in log and " ERROR " not in log
 
 
 def test_the_demo_says_plainly_when_helm_is_missing(tmp_path: Path) -> None:
@@ -116,47 +120,62 @@ def test_the_demo_says_plainly_when_helm_is_missing(tmp_path: Path) -> None:
     out = assert_walked(done, tmp_path / "hubbot-demo.html")
     assert NO_HELM in out
     assert "each deploy runs `helm template`" not in out
+    merged = r"log: secret \S+enc-prod\S+: decrypted with sops; 54 settings \(sha256 \w+\); "
+    assert re.search(merged + "schema: valid", out), out
 
 
 def test_keep_running_leaves_the_double_and_the_bot_up_until_ctrl_c(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
     env["HUBBOT_CACHE_DIR"] = "off"
-    proc = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-m", "bot", "demo", "--keep-running", "--html", str(tmp_path / "t.html")],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
-    )
-    try:
-        lines = []
-        deadline = time.monotonic() + 180
-        assert proc.stdout is not None
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            assert line, "".join(lines) + (proc.stderr.read() if proc.stderr else "")
-            lines.append(line)
-            if "Ctrl-C stops everything" in line:
-                break
-        while not any(line.startswith("  the repository:") for line in lines):
-            lines.append(proc.stdout.readline())
-        text = "".join(lines)
-        control = re.search(r"CONTROL=(\S+)", text)
-        assert control is not None, text
-        assert "/deploy staging" in text and "$CONTROL/pulls/2/merge" in text
-        with urllib.request.urlopen(f"{control.group(1)}/pulls/1", timeout=10) as resp:
-            assert b'"merged": true' in resp.read()
-        bot = re.search(r"the bot: (http://\S+)/ ", text)
-        assert bot is not None
-        with urllib.request.urlopen(f"{bot.group(1)}/healthz", timeout=10) as resp:
-            assert resp.status == 200
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    ) as proc:
+        try:
+            text = read_until(proc, "  the repository:", seconds=180)
+            control = re.search(r"CONTROL=(\S+)", text)
+            assert control is not None, text
+            assert "/deploy staging" in text and "$CONTROL/pulls/2/merge" in text
+            with urllib.request.urlopen(f"{control.group(1)}/pulls/1", timeout=10) as resp:
+                assert b'"merged": true' in resp.read()
+            bot = re.search(r"the bot: (http://\S+)/ ", text)
+            assert bot is not None
+            with urllib.request.urlopen(f"{bot.group(1)}/healthz", timeout=10) as resp:
+                assert resp.status == 200
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=30) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+
+
+def read_until(proc: subprocess.Popen[str], marker: str, *, seconds: float) -> str:
+    """The process's output up to the first line starting with `marker`, within `seconds`."""
+    stdout = proc.stdout
+    assert stdout is not None
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        for line in stdout:
+            lines.put(line)
+        lines.put(None)  # the process closed its output: it ended
+
+    threading.Thread(target=pump, daemon=True).start()
+    seen: list[str] = []
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            raise AssertionError(f"no {marker!r} in time:\n" + "".join(seen)) from None
+        assert line is not None, "the demo ended early:\n" + "".join(seen)
+        seen.append(line)
+        if line.startswith(marker):
+            return "".join(seen)
 
 
 def build_wheel(tmp_path: Path) -> Path:

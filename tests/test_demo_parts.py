@@ -267,6 +267,10 @@ def test_the_page_is_self_contained_and_escapes_everything() -> None:
         ("```diff\n+new\n-old\n```", '<span class="add">+new</span>\n<span class="del">-old'),
         ("<details><summary>more</summary>\n\nx\n\n</details>", "<details><summary>more</summary>"),
         ("> quoted", "<blockquote><p>quoted</p></blockquote>"),
+        (
+            "_/deploy by @alice on #1_ keep_snake_case",
+            "<em>/deploy by @alice on #1</em> keep_snake",
+        ),
         ("- one\n- two", "<ul><li>one</li><li>two</li></ul>"),
     ],
 )

@@ -27,6 +27,7 @@ def inline(text: str) -> str:
     out = html.escape(text, quote=True)
     out = re.sub(r"`([^`]+)`", r"<code>\1</code>", out)
     out = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
+    out = re.sub(r"(?<![\w/])_([^_\s][^_]*?)_(?![\w/])", r"<em>\1</em>", out)
     for tag in _ALLOWED_INLINE:  # GitHub's attribute-less tags, as hubbot writes them
         out = out.replace(f"&lt;{tag}&gt;", f"<{tag}>").replace(f"&lt;/{tag}&gt;", f"</{tag}>")
     out = re.sub(r"&lt;br\s*/?&gt;", "<br>", out)

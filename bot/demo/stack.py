@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -106,24 +107,28 @@ async def start_stack(repo: Path, *, users: dict[str, str]) -> Stack:
     secret = secrets.token_urlsafe(24)
     sandbox = GitHubSandbox(repo, owner=OWNER, name=NAME, app_id=APP_ID, webhook_secret=secret)
     await sandbox.start()
+    # Bound before the app exists, so its public URL (the deploy log links) has the real port.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
+        sock.bind(("127.0.0.1", 0))
+        bot_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         settings = ServerSettings(
             app_id=str(sandbox.app_id),
             private_key=sandbox.private_key,
             webhook_secret=secret,
             github_url=sandbox.api_url,
             host="127.0.0.1",
-            port=0,
+            port=int(sock.getsockname()[1]),
+            public_url=bot_url,
         )
         runner = web.AppRunner(create_app(settings), access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, settings.host, 0)
-        await site.start()
+        await web.SockSite(runner, sock).start()
     except BaseException:
+        sock.close()
         await sandbox.close()
         raise
-    port = int(runner.addresses[0][1])
-    stack = Stack(sandbox, runner, aiohttp.ClientSession(), f"http://127.0.0.1:{port}")
+    stack = Stack(sandbox, runner, aiohttp.ClientSession(), bot_url)
     try:
         await stack.control("POST", "/webhook", {"url": f"{stack.bot_url}/webhook"})
         for login, permission in users.items():

@@ -93,13 +93,13 @@ def statuses_line(dep: Mapping[str, Any]) -> str:
 
 
 def deployment_title(dep: Mapping[str, Any]) -> str:
-    """`uni-a/staging (preview) at 1a2b3c4`."""
-    kind = (
-        "preview"
-        if dep.get("transient_environment")
-        else ("production" if dep.get("production_environment") else "staging")
-    )
-    return f"{dep['environment']} ({kind}) at {short(dep.get('sha'))}"
+    """`uni-a/staging (preview) at 1a2b3c4`, `uni-a/prod (production) at 1a2b3c4`."""
+    kind = ""
+    if dep.get("transient_environment"):
+        kind = " (preview)"
+    elif dep.get("production_environment"):
+        kind = " (production)"
+    return f"{dep['environment']}{kind} at {short(dep.get('sha'))}"
 
 
 def deployment_url(dep: Mapping[str, Any]) -> str | None:

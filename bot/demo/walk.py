@@ -18,11 +18,18 @@ from typing import Any
 
 from bot.demo.stack import Stack, StepFailed
 from bot.demo.transcript import Action, latest_id, short, statuses_line
+from bot.deploys.progress import DEPLOY_MARKER
 from bot.handlers.planning import MARKER
 
 PARTNER, ENGINEER = "alice-partner", "erin-engineer"
 USERS = {PARTNER: "read", ENGINEER: "write"}
 PLAN_CHECK, DEPLOY_CHECK = "hubbot/plan", "hubbot/deploy"
+# What a deploy's log says it did: deploy.py's helm summary, or `hubbot values`' summary.
+LOG_SUMMARY = re.compile(
+    r"^(rendered \d+ objects \(sha256 \w+\)|\d+ settings \(sha256 \w+\)|schema: .*"
+    r"|\s+secret\s+\S+: .*)",
+    re.MULTILINE,
+)
 BRANCH = "alice/workshop-resources"
 STAGING = "config/clusters/uni-a/staging.values.yaml"
 PROD = "config/clusters/uni-a/prod.values.yaml"
@@ -159,13 +166,15 @@ class Walk:
             }
             finished = dep is not None and _final_state(dep) != "pending"
             ended = "rocket" in got or "confused" in got
-            return (view, dep) if finished and ended else None
+            progress = _progress_done(view, self.bot, head)
+            return (view, dep) if finished and ended and progress else None
 
         view, dep = await self.stack.wait_for(
             lambda: self.stack.pull(self.number),
             done,
-            expected=f"👀 then 🚀 on the command, and a uni-a/staging deployment of {short(head)}",
-            describe=lambda v: _describe_deploys(v, command_id, self.bot),
+            expected=f"👀 then 🚀 on the command, a uni-a/staging deployment of {short(head)}, "
+            "and the progress comment saying it is done",
+            describe=lambda v: _describe_deploys(v, command_id, self.bot, head),
             within=self.timeout,
         )
         if _final_state(dep) != "success" or not dep.get("transient_environment"):
@@ -179,6 +188,8 @@ class Walk:
             raise StepFailed("👀 then 🚀 on the command", f"reactions {given}")
         self.notes.append(f"{self.bot} reacted 👀 then 🚀")
         self.notes.append(f"uni-a/staging (preview) at {short(head)}: {statuses_line(dep)}")
+        self.notes += await self._log_summary(dep)
+        self.notes.append(f"the progress comment: {_progress_heading(view, self.bot, head)}")
 
     async def merge(self) -> None:
         """The engineer promotes the change to prod (and support), approves, merges."""
@@ -202,24 +213,26 @@ class Walk:
         self.notes.append(f"approved and merged: main is now {short(self.merge_sha)}")
 
     async def rollout(self) -> None:
-        """Deployments of the merge commit: support, staging, then prod, and the deploy check."""
-        targets = ("uni-a/staging", "uni-a/prod")
+        """Deployments of the merge commit: support, staging, then prod; comment and check."""
+        targets = ("uni-a/support", "uni-a/staging", "uni-a/prod")
         sha = self.merge_sha
 
         def done(view: Mapping[str, Any]) -> Any:
             deps = [_deployment(view, env, sha) for env in targets]
             run = _latest_run(view, DEPLOY_CHECK, sha)
             settled = all(d is not None and _final_state(d) != "pending" for d in deps)
-            return view if settled and run is not None and run["status"] == "completed" else None
+            checked = run is not None and run["status"] == "completed"
+            return view if settled and checked and _progress_done(view, self.bot, sha) else None
 
         view = await self.stack.wait_for(
             lambda: self.stack.pull(self.number),
             done,
-            expected=f"deployments of {short(sha)} to {', '.join(targets)}, and {DEPLOY_CHECK}",
-            describe=lambda v: _describe_rollout(v, sha),
+            expected=f"deployments of {short(sha)} to {', '.join(targets)}, {DEPLOY_CHECK}, "
+            "and the progress comment saying they are done",
+            describe=lambda v: _describe_rollout(v, sha, self.bot),
             within=self.timeout,
         )
-        deps = {env: _deployment(view, env, sha) for env in (*targets, "uni-a/support")}
+        deps = {env: _deployment(view, env, sha) for env in targets}
         for env in targets:
             dep = deps[env]
             assert dep is not None
@@ -227,11 +240,17 @@ class Walk:
                 raise StepFailed(f"{env} deployed successfully", _describe_deployment(dep))
             self.notes.append(f"{env} at {short(sha)}: {statuses_line(dep)}")
         _check_order(deps)
+        self.notes.append("in order: support before staging, staging done before prod started")
+        prod = deps["uni-a/prod"]
+        if prod is None or not prod.get("production_environment"):
+            raise StepFailed("uni-a/prod marked as a production environment", "it is not")
+        self.notes += await self._log_summary(prod)
         run = _latest_run(view, DEPLOY_CHECK, sha)
         assert run is not None
         if run["conclusion"] != "success":
             raise StepFailed(f"{DEPLOY_CHECK} concluded success", f"{run['conclusion']}")
         self.notes.append(f"{DEPLOY_CHECK} on {short(sha)} concluded success")
+        self.notes.append(f"the progress comment: {_progress_heading(view, self.bot, sha)}")
 
     # ---- helpers --------------------------------------------------------------------------
     async def _push(
@@ -279,6 +298,20 @@ class Walk:
         )
         return view
 
+    async def _log_summary(self, dep: Mapping[str, Any]) -> list[str]:
+        """What the deploy's log (its `log_url`, served by the bot) says the renderer did."""
+        urls = [s["log_url"] for s in dep.get("statuses") or () if s.get("log_url")]
+        if not urls:
+            return []
+        async with self.stack.http.get(urls[-1]) as resp:
+            text = await resp.text() if resp.status == 200 else ""
+        found = [" ".join(line.split()) for line in LOG_SUMMARY.findall(text)]
+        if not found:
+            raise StepFailed(
+                f"the log of {dep['environment']} to show what was rendered", text[-300:] or "none"
+            )
+        return [f"  {dep['environment']}'s log: {'; '.join(found)}"]
+
     def _act(self, after: int, actor: str, text: str, detail: str = "") -> None:
         self.actions.append(Action(after, actor, text, detail))
 
@@ -296,6 +329,24 @@ def _is_plan(comment: Mapping[str, Any], bot: str) -> bool:
 
 def _plan_comment(view: Mapping[str, Any], bot: str) -> dict[str, Any] | None:
     return next((c for c in view["comments"] if _is_plan(c, bot)), None)
+
+
+def _progress_heading(view: Mapping[str, Any], bot: str, sha: str) -> str | None:
+    """The heading of the progress comment's section about `sha` (a preview or a merge)."""
+    comment = next(
+        (c for c in view["comments"] if c["user"] == bot and c["body"].startswith(DEPLOY_MARKER)),
+        None,
+    )
+    body = str((comment or {}).get("body", ""))
+    for line in body.splitlines():
+        if line.startswith("#") and f"`{short(sha)}`" in line:
+            return line.lstrip("# ").strip()
+    return None
+
+
+def _progress_done(view: Mapping[str, Any], bot: str, sha: str) -> bool:
+    heading = _progress_heading(view, bot, sha)
+    return heading is not None and re.search(r": all \d+ done", heading) is not None
 
 
 def _latest_run(view: Mapping[str, Any], name: str, sha: str) -> dict[str, Any] | None:
@@ -360,23 +411,39 @@ def _describe_deployment(dep: Mapping[str, Any] | None) -> str:
     return f"{dep['environment']} ({kind}): {statuses_line(dep)}" + (f" — {last}" if last else "")
 
 
-def _describe_deploys(view: Mapping[str, Any], comment_id: int, bot: str) -> str:
+def _describe_deploys(view: Mapping[str, Any], comment_id: int, bot: str, sha: str) -> str:
     comment = next((c for c in view["comments"] if c["id"] == comment_id), None)
     given = [r["content"] for r in (comment or {}).get("reactions", ()) if r["user"] == bot]
     deps = [_describe_deployment(d) for d in view["deployments"]] or ["no deployments"]
-    replies = [_first_line(c["body"]) for c in view["comments"] if c["id"] > comment_id]
-    return f"reactions {given}; {'; '.join(deps)}; replies: {replies or 'none'}"
+    replies = [
+        _first_line(c["body"])
+        for c in view["comments"]
+        if c["id"] > comment_id and not c["body"].startswith(DEPLOY_MARKER)
+    ]
+    progress = _progress_heading(view, bot, sha) or "none"
+    return (
+        f"reactions {given}; {'; '.join(deps)}; replies: {replies or 'none'}; "
+        f"progress comment: {progress}"
+    )
 
 
-def _describe_rollout(view: Mapping[str, Any], sha: str) -> str:
+def _describe_rollout(view: Mapping[str, Any], sha: str, bot: str) -> str:
     deps = [_describe_deployment(d) for d in view["deployments"] if d["sha"] == sha]
     run = _latest_run(view, DEPLOY_CHECK, sha)
     check = "no check run" if run is None else f"{run['status']}/{run['conclusion']}"
-    return f"deployments of {short(sha)}: {'; '.join(deps) or 'none'}; {DEPLOY_CHECK}: {check}"
+    progress = _progress_heading(view, bot, sha) or "none"
+    return (
+        f"deployments of {short(sha)}: {'; '.join(deps) or 'none'}; {DEPLOY_CHECK}: {check}; "
+        f"progress comment: {progress}"
+    )
 
 
 def _first_line(body: str) -> str:
-    lines = [line for line in body.replace(MARKER, "").splitlines() if line.strip()]
+    lines = [
+        line
+        for line in body.replace(MARKER, "").replace(DEPLOY_MARKER, "").splitlines()
+        if line.strip()
+    ]
     return lines[0][:160] if lines else "(empty)"
 
 
