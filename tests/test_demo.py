@@ -142,7 +142,7 @@ def test_keep_running_leaves_the_double_and_the_bot_up_until_ctrl_c(tmp_path: Pa
             assert "/deploy staging" in text and "$CONTROL/pulls/2/merge" in text
             with urllib.request.urlopen(f"{control.group(1)}/pulls/1", timeout=10) as resp:
                 assert b'"merged": true' in resp.read()
-            bot = re.search(r"the bot: (http://\S+)/ ", text)
+            bot = re.search(r"the bot: .*?(http://[\d.:]+)/metrics", text)
             assert bot is not None
             with urllib.request.urlopen(f"{bot.group(1)}/healthz", timeout=10) as resp:
                 assert resp.status == 200
@@ -283,3 +283,31 @@ def test_hubbot_demo_works_from_an_installed_wheel(tmp_path: Path) -> None:
     )
     out = assert_walked(done, html)
     assert (NO_HELM in out) is (HELM not in tools)
+
+
+def test_a_failing_step_says_what_was_expected_and_seen(tmp_path: Path) -> None:
+    # No time to wait: the bot cannot have planned yet when step 2 first looks.
+    html = tmp_path / "t.html"
+    work = tmp_path / "work"
+    done = run_demo(
+        ["--timeout", "0", "--html", str(html), "--workdir", str(work)],
+        path="/usr/bin:/bin",
+        cwd=tmp_path,
+    )
+    out = done.stdout
+    assert done.returncode == 1, out
+    assert "✔ 1. " in out
+    assert "✘ 2. the plan comment and the hubbot/plan check appear — failed after" in out
+    assert re.search(
+        r"^     expected: hubbot/plan concluded success, and the plan comment naming "
+        r"uni-a/staging$",
+        out,
+        re.MULTILINE,
+    )
+    assert re.search(r"^     seen:     hubbot/plan on \w{7}: ", out, re.MULTILINE)
+    for later in range(3, STEPS + 1):
+        assert re.search(rf"^  {later}\. .* — not run$", out, re.MULTILINE)
+    assert f"the demo's files are kept for a look: {work}" in out
+    assert (work / "hubbot.log").is_file()
+    page = html.read_text()
+    assert "a step failed" in page and "<strong>expected:</strong>" in page

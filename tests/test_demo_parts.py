@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from bot.core.settings import parse_settings
-from bot.demo import example, markdown_html, page, tools, transcript, walk
+from bot.demo import example, markdown_html, page, pullview, tools, transcript
 from tests.conftest import EXAMPLE
 
 
@@ -75,6 +75,25 @@ def test_a_quote_in_a_command_survives_yaml() -> None:
 def test_a_settings_file_of_another_shape_is_refused() -> None:
     with pytest.raises(example.ExampleError, match=r"no single deploy\.command line"):
         example.with_commands("deploy:\n  executor: local\n", example.helm_commands())
+
+
+@pytest.mark.parametrize(
+    ("version", "ok"),
+    [
+        ("git version 2.39.5", True),
+        ("git version 2.38.0.windows.1", True),
+        ("git version 3.0.0", True),
+        ("git version 2.37.9", False),
+        ("git version 1.99", False),
+        ("", False),
+    ],
+)
+def test_git_must_merge_trees(version: str, ok: bool) -> None:
+    if ok:
+        example.check_git(version)
+    else:
+        with pytest.raises(example.ExampleError, match=r"git 2\.38 or newer is needed"):
+            example.check_git(version)
 
 
 def test_a_non_empty_target_is_refused(tmp_path: Path) -> None:
@@ -292,4 +311,4 @@ def test_markdown_subset(markdown: str, html: str) -> None:
     ],
 )
 def test_the_plan_names_a_hub(body: str, found: bool) -> None:
-    assert walk.names_hub(body, "uni-a", "staging") is found
+    assert pullview.names_hub(body, "uni-a", "staging") is found

@@ -23,6 +23,8 @@ LINKS = {"helm-charts/daskhub/values.jsonnet": "../basehub/values.jsonnet"}
 # Built by helm in a checkout, never part of the repository (see the example's .gitignore).
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", "charts", "Chart.lock")
 AUTHOR = ("hubbot demo", "demo@hubbot.invalid")
+# The GitHub double merges pull requests with `git merge-tree --write-tree`.
+MIN_GIT = (2, 38)
 
 
 class ExampleError(Exception):
@@ -75,6 +77,7 @@ def prepare_repository(
 ) -> str:
     """Copy the example into `target`, point its deploys at `commands`, commit it on `main`."""
     source = source or example_dir()
+    check_git(_git(target.parent, "--version"))
     if target.exists() and any(target.iterdir()):
         raise ExampleError(f"{target} is not empty")
     shutil.copytree(source, target, symlinks=True, ignore=IGNORED, dirs_exist_ok=True)
@@ -85,6 +88,17 @@ def prepare_repository(
     _git(target, "add", "-A")
     _git(target, "commit", "-q", "-m", "The example infrastructure repository")
     return _git(target, "rev-parse", "HEAD").strip()
+
+
+def check_git(version: str) -> None:
+    """Refuse a git older than the double needs, saying which version was found."""
+    found = re.search(r"(\d+)\.(\d+)", version)
+    if found is None or (int(found.group(1)), int(found.group(2))) < MIN_GIT:
+        need = ".".join(map(str, MIN_GIT))
+        raise ExampleError(
+            f"git {need} or newer is needed (the GitHub double merges with "
+            f"`git merge-tree --write-tree`); found: {version.strip() or 'unknown'}"
+        )
 
 
 def restore_links(root: Path) -> None:

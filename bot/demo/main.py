@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+import aiohttp
+
 from bot.demo.example import ExampleError, prepare_repository
 from bot.demo.page import StepReport, render_page
 from bot.demo.stack import Stack, StepFailed, start_stack
@@ -101,7 +103,8 @@ async def _run(args: argparse.Namespace, root: Path, tools: Tools, stdout: TextI
                 _say(stdout, f"\n{RULE}\nThe pull request, as a reviewer sees it\n{RULE}")
                 _say(stdout, render_text(outcome.view, walk.actions, edited=walk.edited))
             if args.keep_running and outcome.passed:
-                _say(stdout, keep_running_help(stack, repo, walk.number))
+                status_page = await _answers(stack, f"{stack.bot_url}/")
+                _say(stdout, keep_running_help(stack, repo, walk.number, status_page=status_page))
                 await _until_signal()
         finally:
             await stack.close()
@@ -135,7 +138,16 @@ async def _walk(walk: Walk, outcome: Outcome, stdout: TextIO) -> None:
             _say(stdout, f"     {note}")
 
 
-def keep_running_help(stack: Stack, repo: Path, number: int) -> str:
+async def _answers(stack: Stack, url: str) -> bool:
+    """Whether a GET of `url` answers 200 (the status page is optional)."""
+    try:
+        async with stack.http.get(url) as resp:
+            return resp.status == 200
+    except aiohttp.ClientError:
+        return False
+
+
+def keep_running_help(stack: Stack, repo: Path, number: int, *, status_page: bool) -> str:
     """The commands to keep poking the running double and bot."""
     control = stack.control_url
     post = "curl -s -X POST -H 'Content-Type: application/json'"
@@ -155,8 +167,9 @@ def keep_running_help(stack: Stack, repo: Path, number: int) -> str:
             f'  {post} $CONTROL/pulls/{number + 1}/merge -d \'{{"user": "{ENGINEER}"}}\'',
             f"  curl -s $CONTROL/pulls/{number + 1}",
             "  curl -s $CONTROL/deployments; curl -s $CONTROL/deliveries",
-            f"  the bot: {stack.bot_url}/ (status page), {stack.bot_url}/metrics, "
-            f"{stack.bot_url}/readyz",
+            "  the bot: "
+            + (f"{stack.bot_url}/ (status page), " if status_page else "")
+            + f"{stack.bot_url}/metrics, {stack.bot_url}/readyz",
             f"  the repository: git -C {repo} log --oneline --graph main",
             "  the control API: docs/sandbox.md",
         ]

@@ -16,14 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.demo import pullview
+from bot.demo.pullview import DEPLOY_CHECK, PLAN_CHECK
 from bot.demo.stack import Stack, StepFailed
 from bot.demo.transcript import Action, latest_id, short, statuses_line
-from bot.deploys.progress import DEPLOY_MARKER
-from bot.handlers.planning import MARKER
 
 PARTNER, ENGINEER = "alice-partner", "erin-engineer"
 USERS = {PARTNER: "read", ENGINEER: "write"}
-PLAN_CHECK, DEPLOY_CHECK = "hubbot/plan", "hubbot/deploy"
 # What a deploy's log says it did: deploy.py's helm summary, or `hubbot values`' summary.
 LOG_SUMMARY = re.compile(
     r"^(rendered \d+ objects \(sha256 \w+\)|\d+ settings \(sha256 \w+\)|schema: .*"
@@ -111,7 +110,7 @@ class Walk:
     async def plan_appears(self) -> None:
         """The plan comment names the hub, and the plan check concluded success."""
         view = await self._wait_plan(conclusion="success", hub=("uni-a", "staging"))
-        comment = _plan_comment(view, self.bot)
+        comment = pullview.plan_comment(view, self.bot)
         assert comment is not None
         self.plan_comment_id = int(comment["id"])
         self.notes.append(f"{self.bot} commented the plan: it names uni-a/staging")
@@ -122,7 +121,7 @@ class Walk:
         before = await self.stack.pull(self.number)
         sha = await self._push(PARTNER, {STAGING: STAGING_BAD}, "uni-a staging: 2 CPUs", before)
         view = await self._wait_plan(conclusion="failure", sha=sha)
-        run = _plan_run(view, sha)
+        run = pullview.plan_run(view, sha)
         assert run is not None
         where = [(a["path"], a["start_line"]) for a in run["annotations"]]
         if (STAGING, BAD_LINE) not in where:
@@ -133,12 +132,12 @@ class Walk:
         note = next(a for a in run["annotations"] if (a["path"], a["start_line"]) == where[0])
         self.notes.append(f"{PLAN_CHECK} failed, annotated at {STAGING}:{BAD_LINE}")
         self.notes.append(f"  “{note.get('message', '')}”")
-        bad_body = _plan_comment(view, self.bot)
+        bad_body = pullview.plan_comment(view, self.bot)
         sha = await self._push(PARTNER, {STAGING: STAGING_FIXED}, "cpu limit is a number", view)
         view = await self._wait_plan(conclusion="success", sha=sha, hub=("uni-a", "staging"))
-        comment = _plan_comment(view, self.bot)
+        comment = pullview.plan_comment(view, self.bot)
         assert comment is not None and bad_body is not None
-        plan_comments = [c for c in view["comments"] if _is_plan(c, self.bot)]
+        plan_comments = [c for c in view["comments"] if pullview.is_plan(c, self.bot)]
         if len(plan_comments) != 1 or comment["id"] != self.plan_comment_id:
             raise StepFailed(
                 f"one plan comment, #{self.plan_comment_id}, edited in place",
@@ -159,14 +158,14 @@ class Walk:
         command_id = int(answer["id"])
 
         def done(view: Mapping[str, Any]) -> Any:
-            dep = _deployment(view, "uni-a/staging", head)
+            dep = pullview.deployment(view, "uni-a/staging", head)
             comment = next((c for c in view["comments"] if c["id"] == command_id), None)
             got = {
                 r["content"] for r in (comment or {}).get("reactions", ()) if r["user"] == self.bot
             }
-            finished = dep is not None and _final_state(dep) != "pending"
+            finished = dep is not None and pullview.final_state(dep) != "pending"
             ended = "rocket" in got or "confused" in got
-            progress = _progress_done(view, self.bot, head)
+            progress = pullview.progress_done(view, self.bot, head)
             return (view, dep) if finished and ended and progress else None
 
         view, dep = await self.stack.wait_for(
@@ -174,13 +173,13 @@ class Walk:
             done,
             expected=f"👀 then 🚀 on the command, a uni-a/staging deployment of {short(head)}, "
             "and the progress comment saying it is done",
-            describe=lambda v: _describe_deploys(v, command_id, self.bot, head),
+            describe=lambda v: pullview.describe_deploys(v, command_id, self.bot, head),
             within=self.timeout,
         )
-        if _final_state(dep) != "success" or not dep.get("transient_environment"):
+        if pullview.final_state(dep) != "success" or not dep.get("transient_environment"):
             raise StepFailed(
                 "a transient uni-a/staging deployment ending success",
-                f"{_describe_deployment(dep)}",
+                f"{pullview.describe_deployment(dep)}",
             )
         comment = next(c for c in view["comments"] if c["id"] == command_id)
         given = [r["content"] for r in comment["reactions"] if r["user"] == self.bot]
@@ -189,7 +188,9 @@ class Walk:
         self.notes.append(f"{self.bot} reacted 👀 then 🚀")
         self.notes.append(f"uni-a/staging (preview) at {short(head)}: {statuses_line(dep)}")
         self.notes += await self._log_summary(dep)
-        self.notes.append(f"the progress comment: {_progress_heading(view, self.bot, head)}")
+        self.notes.append(
+            f"the progress comment: {pullview.progress_heading(view, self.bot, head)}"
+        )
 
     async def merge(self) -> None:
         """The engineer promotes the change to prod (and support), approves, merges."""
@@ -218,39 +219,43 @@ class Walk:
         sha = self.merge_sha
 
         def done(view: Mapping[str, Any]) -> Any:
-            deps = [_deployment(view, env, sha) for env in targets]
-            run = _latest_run(view, DEPLOY_CHECK, sha)
-            settled = all(d is not None and _final_state(d) != "pending" for d in deps)
+            deps = [pullview.deployment(view, env, sha) for env in targets]
+            run = pullview.latest_run(view, DEPLOY_CHECK, sha)
+            settled = all(d is not None and pullview.final_state(d) != "pending" for d in deps)
             checked = run is not None and run["status"] == "completed"
-            return view if settled and checked and _progress_done(view, self.bot, sha) else None
+            return (
+                view
+                if settled and checked and pullview.progress_done(view, self.bot, sha)
+                else None
+            )
 
         view = await self.stack.wait_for(
             lambda: self.stack.pull(self.number),
             done,
             expected=f"deployments of {short(sha)} to {', '.join(targets)}, {DEPLOY_CHECK}, "
             "and the progress comment saying they are done",
-            describe=lambda v: _describe_rollout(v, sha, self.bot),
+            describe=lambda v: pullview.describe_rollout(v, sha, self.bot),
             within=self.timeout,
         )
-        deps = {env: _deployment(view, env, sha) for env in targets}
+        deps = {env: pullview.deployment(view, env, sha) for env in targets}
         for env in targets:
             dep = deps[env]
             assert dep is not None
-            if _final_state(dep) != "success":
-                raise StepFailed(f"{env} deployed successfully", _describe_deployment(dep))
+            if pullview.final_state(dep) != "success":
+                raise StepFailed(f"{env} deployed successfully", pullview.describe_deployment(dep))
             self.notes.append(f"{env} at {short(sha)}: {statuses_line(dep)}")
-        _check_order(deps)
+        pullview.check_order(deps)
         self.notes.append("in order: support before staging, staging done before prod started")
         prod = deps["uni-a/prod"]
         if prod is None or not prod.get("production_environment"):
             raise StepFailed("uni-a/prod marked as a production environment", "it is not")
         self.notes += await self._log_summary(prod)
-        run = _latest_run(view, DEPLOY_CHECK, sha)
+        run = pullview.latest_run(view, DEPLOY_CHECK, sha)
         assert run is not None
         if run["conclusion"] != "success":
             raise StepFailed(f"{DEPLOY_CHECK} concluded success", f"{run['conclusion']}")
         self.notes.append(f"{DEPLOY_CHECK} on {short(sha)} concluded success")
-        self.notes.append(f"the progress comment: {_progress_heading(view, self.bot, sha)}")
+        self.notes.append(f"the progress comment: {pullview.progress_heading(view, self.bot, sha)}")
 
     # ---- helpers --------------------------------------------------------------------------
     async def _push(
@@ -274,13 +279,13 @@ class Walk:
     ) -> dict[str, Any]:
         def done(view: Mapping[str, Any]) -> Any:
             head = sha or view["head"]["sha"]
-            run = _plan_run(view, head)
-            comment = _plan_comment(view, self.bot)
+            run = pullview.plan_run(view, head)
+            comment = pullview.plan_comment(view, self.bot)
             if run is None or run["status"] != "completed" or comment is None:
                 return None
             if run["conclusion"] != conclusion:
                 return None
-            if hub is not None and not names_hub(comment["body"], *hub):
+            if hub is not None and not pullview.names_hub(comment["body"], *hub):
                 return None
             if conclusion == "failure" and "error" not in comment["body"].lower():
                 return None
@@ -293,7 +298,7 @@ class Walk:
             lambda: self.stack.pull(self.number),
             done,
             expected=what,
-            describe=lambda v: _describe_plan(v, sha or v["head"]["sha"], self.bot),
+            describe=lambda v: pullview.describe_plan(v, sha or v["head"]["sha"], self.bot),
             within=self.timeout,
         )
         return view
@@ -314,137 +319,6 @@ class Walk:
 
     def _act(self, after: int, actor: str, text: str, detail: str = "") -> None:
         self.actions.append(Action(after, actor, text, detail))
-
-
-def names_hub(body: str, cluster: str, hub: str) -> bool:
-    """Whether a plan comment lists `cluster/hub` (as `cluster/hub` or a table row)."""
-    plain = re.sub(r"</?code>|`", "", body)
-    name = rf"(?<![\w.-]){re.escape(cluster)}(/|\s*\|\s*){re.escape(hub)}(?![\w.-])"
-    return re.search(name, plain) is not None
-
-
-def _is_plan(comment: Mapping[str, Any], bot: str) -> bool:
-    return comment["user"] == bot and str(comment["body"]).startswith(MARKER)
-
-
-def _plan_comment(view: Mapping[str, Any], bot: str) -> dict[str, Any] | None:
-    return next((c for c in view["comments"] if _is_plan(c, bot)), None)
-
-
-def _progress_heading(view: Mapping[str, Any], bot: str, sha: str) -> str | None:
-    """The heading of the progress comment's section about `sha` (a preview or a merge)."""
-    comment = next(
-        (c for c in view["comments"] if c["user"] == bot and c["body"].startswith(DEPLOY_MARKER)),
-        None,
-    )
-    body = str((comment or {}).get("body", ""))
-    for line in body.splitlines():
-        if line.startswith("#") and f"`{short(sha)}`" in line:
-            return line.lstrip("# ").strip()
-    return None
-
-
-def _progress_done(view: Mapping[str, Any], bot: str, sha: str) -> bool:
-    heading = _progress_heading(view, bot, sha)
-    return heading is not None and re.search(r": all \d+ done", heading) is not None
-
-
-def _latest_run(view: Mapping[str, Any], name: str, sha: str) -> dict[str, Any] | None:
-    runs = [r for r in view["check_runs"] if r["name"] == name and r["head_sha"] == sha]
-    return max(runs, key=lambda r: r["id"]) if runs else None
-
-
-def _plan_run(view: Mapping[str, Any], sha: str) -> dict[str, Any] | None:
-    return _latest_run(view, PLAN_CHECK, sha)
-
-
-def _deployment(view: Mapping[str, Any], env: str, sha: str) -> dict[str, Any] | None:
-    deps = [d for d in view["deployments"] if d["environment"] == env and d["sha"] == sha]
-    return max(deps, key=lambda d: d["id"]) if deps else None
-
-
-def _final_state(dep: Mapping[str, Any]) -> str:
-    states = [s["state"] for s in dep["statuses"]]
-    final = [s for s in states if s in ("success", "failure", "error", "inactive")]
-    return final[0] if final else "pending"
-
-
-def _first_id(dep: Mapping[str, Any] | None, states: tuple[str, ...]) -> int | None:
-    ids = [int(s["id"]) for s in (dep or {}).get("statuses", ()) if s["state"] in states]
-    return min(ids) if ids else None
-
-
-def _check_order(deps: Mapping[str, dict[str, Any] | None]) -> None:
-    """Prod starts only after staging succeeded; support (when it has a deployment) first."""
-    order = [("uni-a/support", "uni-a/staging"), ("uni-a/staging", "uni-a/prod")]
-    for first, then in order:
-        done = _first_id(deps.get(first), ("success",))
-        started = _first_id(deps.get(then), ("in_progress", "success", "failure", "error"))
-        if deps.get(first) is None:
-            continue
-        if done is None or started is None or started < done:
-            raise StepFailed(
-                f"{then} to start only after {first} succeeded",
-                f"{first}: {statuses_line(deps[first] or {})} (done at #{done}); "
-                f"{then} started at #{started}",
-            )
-
-
-def _describe_plan(view: Mapping[str, Any], sha: str, bot: str) -> str:
-    run = _plan_run(view, sha)
-    comment = _plan_comment(view, bot)
-    where = (
-        "no check run"
-        if run is None
-        else f"{run['status']}/{run['conclusion']}: {(run['output'] or {}).get('title')}"
-    )
-    said = "no plan comment" if comment is None else _first_line(comment["body"])
-    return f"{PLAN_CHECK} on {short(sha)}: {where}; comment: {said}"
-
-
-def _describe_deployment(dep: Mapping[str, Any] | None) -> str:
-    if dep is None:
-        return "no deployment"
-    statuses = dep.get("statuses") or ()
-    last = statuses[-1].get("description") if statuses else None
-    kind = "transient" if dep.get("transient_environment") else "not transient"
-    return f"{dep['environment']} ({kind}): {statuses_line(dep)}" + (f" — {last}" if last else "")
-
-
-def _describe_deploys(view: Mapping[str, Any], comment_id: int, bot: str, sha: str) -> str:
-    comment = next((c for c in view["comments"] if c["id"] == comment_id), None)
-    given = [r["content"] for r in (comment or {}).get("reactions", ()) if r["user"] == bot]
-    deps = [_describe_deployment(d) for d in view["deployments"]] or ["no deployments"]
-    replies = [
-        _first_line(c["body"])
-        for c in view["comments"]
-        if c["id"] > comment_id and not c["body"].startswith(DEPLOY_MARKER)
-    ]
-    progress = _progress_heading(view, bot, sha) or "none"
-    return (
-        f"reactions {given}; {'; '.join(deps)}; replies: {replies or 'none'}; "
-        f"progress comment: {progress}"
-    )
-
-
-def _describe_rollout(view: Mapping[str, Any], sha: str, bot: str) -> str:
-    deps = [_describe_deployment(d) for d in view["deployments"] if d["sha"] == sha]
-    run = _latest_run(view, DEPLOY_CHECK, sha)
-    check = "no check run" if run is None else f"{run['status']}/{run['conclusion']}"
-    progress = _progress_heading(view, bot, sha) or "none"
-    return (
-        f"deployments of {short(sha)}: {'; '.join(deps) or 'none'}; {DEPLOY_CHECK}: {check}; "
-        f"progress comment: {progress}"
-    )
-
-
-def _first_line(body: str) -> str:
-    lines = [
-        line
-        for line in body.replace(MARKER, "").replace(DEPLOY_MARKER, "").splitlines()
-        if line.strip()
-    ]
-    return lines[0][:160] if lines else "(empty)"
 
 
 def _files(*paths: str) -> str:
