@@ -69,7 +69,7 @@ def snapshot(*, hostile: str = "") -> dict[str, Any]:
                             target("utoronto/support", "support", "success", 12.5),
                             target("utoronto/staging", "staging", "running"),
                             target("utoronto/prod", "prod", "queued"),
-                            target("utoronto/r-prod", "prod", "blocked" + hostile),
+                            target("utoronto/r-prod", "prod", "blocked"),
                         ],
                     }
                 ],

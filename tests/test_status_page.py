@@ -186,13 +186,14 @@ async def test_hostile_names_render_as_text(
     aiohttp_client: Any, private_key_pem: str, gate: Gate
 ) -> None:
     gate.open.set()
-    deploys = FakeDeploys(snapshot(hostile=HOSTILE))
-    client = await make_client(aiohttp_client, private_key_pem, gate, deploys)
+    data = snapshot(hostile=HOSTILE)
+    data["rollouts"][0]["waves"][0]["targets"][0]["state"] = "success" + HOSTILE
+    client = await make_client(aiohttp_client, private_key_pem, gate, FakeDeploys(data))
     assert await deliver(client, pr_body(1, repo=HOSTILE), delivery=HOSTILE) == 202
     html = await page(client)
     assert "<script" not in html and "<img" not in html
     assert html.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 4  # repo, id, source, author
-    assert "blocked&lt;script&gt;" in html
+    assert '<span class="pill ">success&lt;script&gt;' in html  # an unknown state: no colour
 
 
 async def test_no_secret_token_pem_or_payload_reaches_the_page(

@@ -25,12 +25,12 @@ CSP = (
 
 # How each state looks: a CSS class from a fixed set, never from the data.
 _TONES = {
-    "success": "good",
-    "ok": "good",
-    "skipped": "gone",
     "running": "busy",
     "in_progress": "busy",
     "queued": "wait",
+    "success": "good",
+    "ok": "good",
+    "skipped": "gone",
     "failure": "bad",
     "failed": "bad",
     "error": "bad",
@@ -44,6 +44,11 @@ _TONES = {
 def e(value: object) -> str:
     """`value` as escaped HTML text ("" for None)."""
     return html.escape("" if value is None else str(value), quote=True)
+
+
+def plural(n: int, noun: str) -> str:
+    """`1 wave`, `2 waves`."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def pill(state: str) -> str:
@@ -98,7 +103,9 @@ def _deliveries(rows: list[Mapping[str, Any]]) -> str:
 
 def _wave(repo: str, wave: Mapping[str, Any]) -> str:
     counts = Counter(t["state"] for t in wave["targets"])
-    summary = " ".join(f"{pill(state)} {n}" for state, n in sorted(counts.items()))
+    order = list(_TONES)  # running and queued before the endings
+    ranked = sorted(counts.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99)
+    summary = " ".join(f"{pill(state)} {n}" for state, n in ranked)
     facts = [f"wave {e(wave['id'])}", f"cluster {e(wave['cluster'])}", e(wave["stream"])]
     if wave["sha"]:
         facts.append(f'<code title="{e(wave["sha"])}">{e(wave["sha"][:7])}</code>')
@@ -136,7 +143,7 @@ def _rollouts(deploys: Mapping[str, Any] | None, problem: str) -> str:
         if recovery["detail"]:
             notes.append(e(recovery["detail"]))
     head = f'<p class="muted">{" · ".join(notes)}</p>'
-    return _section("rollouts", f"Rollouts ({len(waves)} waves)", head + body)
+    return _section("rollouts", f"Rollouts ({plural(len(waves), 'wave')})", head + body)
 
 
 def _claims(deploys: Mapping[str, Any] | None, problem: str) -> str:
