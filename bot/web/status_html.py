@@ -182,5 +182,7 @@ def render(data: Mapping[str, Any]) -> str:
         f"<title>hubbot status</title><style>{STYLE}</style></head><body>"
         f"<header><h1>hubbot</h1><p>status at <time>{e(data['generated_at'])}</time>"
         f" · refreshes every {REFRESH_SECONDS} s</p></header>"
-        f"<main>{sections}</main></body></html>\n"
+        f"<main>{sections}</main>"
+        '<footer>The same data as JSON: <a href="/status.json">/status.json</a>'
+        ' · <a href="/metrics">/metrics</a></footer></body></html>\n'
     )
