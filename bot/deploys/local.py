@@ -145,6 +145,12 @@ class LocalExecutor(Executor):
             return DeployResult(
                 "failure", f"timed out after {job.timeout_seconds:g} s", tail(bytes(buffer))
             )
+        except asyncio.CancelledError:
+            # The bot is stopping: never leave a deploy running in a checkout about to vanish.
+            # Its Deployment stays in progress, and recovery reruns it after the restart.
+            await self._kill(proc)
+            reader.cancel()
+            raise
         finally:
             self._running.pop(job.id, None)
         await reader

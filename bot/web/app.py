@@ -9,6 +9,7 @@ dispatched through the merged router with the shared services.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 
@@ -17,10 +18,12 @@ import cachetools
 from aiohttp import web
 from gidgethub import routing, sansio
 
+from bot.deploys.service import DeployConfig, DeployService
 from bot.github.client import RetryPolicy
 from bot.github.factory import GitHubFactory
 from bot.handlers.context import PayloadError, Services
 from bot.web.deliveries import DeliveryLog
+from bot.web.deploys import deploy_log
 from bot.web.keys import (
     DELIVERIES,
     DELIVERY_LOG,
@@ -65,7 +68,9 @@ def create_app(
 
         router = default_router
     app[ROUTER] = router
-    app[SERVICES] = services or Services(app_id=settings.app_id)
+    app[SERVICES] = services or Services(
+        app_id=settings.app_id, deploys=DeployService(deploy_config(settings))
+    )
     app[DELIVERIES] = cachetools.TTLCache(maxsize=DEDUPE_MAX, ttl=DEDUPE_TTL_SECONDS)
     app[DELIVERY_LOG] = log = DeliveryLog()
     app[QUEUE] = JobQueue(
@@ -83,9 +88,39 @@ def create_app(
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/", status_page)  # POST / stays the webhook
     app.router.add_get("/status.json", status_json)
+    app.router.add_get("/deploys/{attempt}", deploy_log)
     app.cleanup_ctx.append(_github(policy or RetryPolicy(timeout=settings.request_timeout)))
+    app.cleanup_ctx.append(_deploys)
     app.cleanup_ctx.append(_workers)
     return app
+
+
+def deploy_config(settings: ServerSettings) -> DeployConfig:
+    """The deploy service's server-side settings."""
+    return DeployConfig(
+        public_url=settings.public_url,
+        kube_host=settings.kube_host,
+        kube_token=settings.kube_token,
+        kube_ca=settings.kube_ca,
+        passthrough=settings.deploy_env,
+    )
+
+
+async def _deploys(app: web.Application) -> AsyncIterator[None]:
+    """Recover accepted deploys in the background at start; stop deploys cleanly at the end."""
+    deploys = app[SERVICES].deploys
+    deploys.start(app[GITHUB])
+    recovery = asyncio.create_task(deploys.recover(), name="hubbot-deploy-recovery")
+    recovery.add_done_callback(_log_failure)
+    yield
+    recovery.cancel()
+    await asyncio.gather(recovery, return_exceptions=True)
+    await deploys.close()
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("deploy recovery failed", exc_info=task.exception())
 
 
 def _github(policy: RetryPolicy) -> Callable[[web.Application], AsyncIterator[None]]:
