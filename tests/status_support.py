@@ -56,6 +56,7 @@ def snapshot(*, hostile: str = "") -> dict[str, Any]:
         "rollouts": [
             {
                 "repo": "2i2c-org/infrastructure",
+                "executor": "local",
                 "waves": [
                     {
                         "id": 7,
@@ -74,6 +75,30 @@ def snapshot(*, hostile: str = "") -> dict[str, Any]:
                     }
                 ],
             }
+        ],
+        "recent": [
+            {
+                "repo": "2i2c-org/infrastructure",
+                "kind": "merge",
+                "sha": "0123456789abcdef0123456789abcdef01234567",
+                "pr": 42,
+                "actor": "octocat",
+                "heading": "Deploy of `0123456` (merge of #42), asked by @octocat",
+                "progress": "1 of 4 done",
+                "state": "in progress",
+                "created": "2026-01-02T03:00:00Z",
+            },
+            {
+                "repo": "2i2c-org/infrastructure",
+                "kind": "preview",
+                "sha": "fedcba9876543210fedcba9876543210fedcba98",
+                "pr": 41,
+                "actor": "partner",
+                "heading": "Staging preview of `fedcba9`, asked by @partner",
+                "progress": "all 1 done",
+                "state": "failure",
+                "created": "2026-01-02T02:00:00Z",
+            },
         ],
         "claims": [
             {

@@ -78,7 +78,7 @@ async def rows(client: TestClient) -> dict[str, list[dict[str, Any]]]:
 async def test_page_has_every_section_with_its_data(client: TestClient) -> None:
     assert await deliver(client, pr_body(5), delivery="d-sections") == 202
     html = await page(client)
-    for section in ("queue", "rollouts", "claims", "deliveries"):
+    for section in ("queue", "rollouts", "recent", "claims", "deliveries"):
         assert f'<section id="{section}">' in html
     for text in (
         "d-sections",
@@ -93,11 +93,17 @@ async def test_page_has_every_section_with_its_data(client: TestClient) -> None:
         "0123456",
         "12.5 s",
         "executor: local",
+        "fedcba9",
+        "1 of 4 done",
+        "all 1 done",
+        "2026-01-02 02:00:00Z",
         "of 4 workers",
     ):
         assert text in html, text
     assert re.search(r'class="pill busy">running</span>', html)
     assert re.search(r'class="pill bad">blocked</span>', html)
+    assert re.search(r'class="pill busy">in progress</span>', html)
+    assert re.search(r'class="pill bad">failure</span>', html)
 
 
 async def test_headers_are_strict_and_the_style_hash_matches(client: TestClient) -> None:
@@ -244,7 +250,7 @@ async def test_a_broken_deploy_service_still_shows_deliveries(
     client = await make_client(aiohttp_client, private_key_pem, gate, FakeDeploys(error=error))
     assert await deliver(client, pr_body(1), delivery="d-still") == 202
     html = await page(client)
-    assert "d-still" in html and html.count(expected) == 2  # rollouts and claims
+    assert "d-still" in html and html.count(expected) == 3  # rollouts, recent and claims
     assert SECRET not in html
 
 

@@ -148,7 +148,7 @@ async def test_chromium_renders_the_status_page(served: str, tmp_path: Path) -> 
 
     parsed = Sections()
     parsed.feed(dom.decode())
-    assert parsed.sections == ["queue", "rollouts", "claims", "deliveries"]
+    assert parsed.sections == ["queue", "rollouts", "recent", "claims", "deliveries"]
     assert "script" not in parsed.tags  # the hostile repository name stayed text
     text = " ".join(parsed.text)
     for expected in (
@@ -156,6 +156,7 @@ async def test_chromium_renders_the_status_page(served: str, tmp_path: Path) -> 
         "1 of 1 workers",
         "utoronto/staging",
         "PR #42",
+        "1 of 4 done",
         "@partner",
         "d-0",
         "Codertocat/Hello-World",

@@ -1,7 +1,8 @@
 """`GET /` and `GET /status.json`: what the bot is doing, read-only and without secrets.
 
 The page shows the recent deliveries (from the `DeliveryLog`), the queue, and
-the rollouts and staging claims of the deploy service (`DeployService.snapshot()`).
+the rollouts, recent deploys and staging claims of the deploy service
+(`DeployService.snapshot()`, which reads memory only: the page never calls GitHub).
 Only whitelisted fields of that snapshot are shown, every string is cut short,
 and the known secrets (webhook secret, private key, Kubernetes token) and
 anything shaped like a GitHub token or a PEM block are redacted before
@@ -112,6 +113,7 @@ def deploy_view(raw: object, clean: _Cleaner) -> dict[str, Any]:
         | {k: clean.integer(recovery.get(k)) for k in ("requeued", "adopted")},
         "rollouts": [_rollout(r, clean) for r in _items(raw.get("rollouts"))],
         "claims": [_claim(c, clean) for c in _items(raw.get("claims"))],
+        "recent": [_origin(o, clean) for o in _items(raw.get("recent"))],
     }
 
 
@@ -119,6 +121,7 @@ def _rollout(raw: object, clean: _Cleaner) -> dict[str, Any]:
     raw = _mapping(raw)
     return {
         "repo": clean.text(raw.get("repo")),
+        "executor": clean.text(raw.get("executor")),
         "waves": [_wave(w, clean) for w in _items(raw.get("waves"))],
     }
 
@@ -139,6 +142,15 @@ def _target(raw: object, clean: _Cleaner) -> dict[str, Any]:
     fields = ("target", "stage", "state", "detail")
     return {k: clean.text(raw.get(k)) for k in fields} | {
         "seconds": clean.number(raw.get("seconds"))
+    }
+
+
+def _origin(raw: object, clean: _Cleaner) -> dict[str, Any]:
+    raw = _mapping(raw)
+    fields = ("repo", "kind", "sha", "actor", "progress", "state")
+    return {k: clean.text(raw.get(k)) for k in fields} | {
+        "pr": clean.integer(raw.get("pr")),
+        "created": iso(raw.get("created")),
     }
 
 

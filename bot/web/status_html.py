@@ -26,6 +26,7 @@ CSP = (
 # How each state looks: a CSS class from a fixed set, never from the data.
 _TONES = {
     "running": "busy",
+    "in progress": "busy",
     "in_progress": "busy",
     "queued": "wait",
     "success": "good",
@@ -37,6 +38,7 @@ _TONES = {
     "blocked": "bad",
     "cancelled": "gone",
     "superseded": "gone",
+    "neutral": "gone",
     "released": "gone",
 }
 
@@ -126,7 +128,7 @@ def _wave(repo: str, wave: Mapping[str, Any]) -> str:
         )
         for t in wave["targets"]
     )
-    headers = ("target", "stage", "state", "detail", "took")
+    headers = ("target", "stage", "state", "detail", "time")
     return title + lead + _table(headers, cells, empty="No targets.")
 
 
@@ -144,6 +146,27 @@ def _rollouts(deploys: Mapping[str, Any] | None, problem: str) -> str:
             notes.append(e(recovery["detail"]))
     head = f'<p class="muted">{" · ".join(notes)}</p>'
     return _section("rollouts", f"Rollouts ({plural(len(waves), 'wave')})", head + body)
+
+
+def _recent(deploys: Mapping[str, Any] | None, problem: str) -> str:
+    if deploys is None:
+        return _section("recent", "Recent deploys", f'<p class="empty">{e(problem)}</p>')
+    cells = (
+        (
+            e(o["created"]),
+            e(o["repo"]),
+            e(o["kind"]),
+            f'<code title="{e(o["sha"])}">{e(o["sha"][:7])}</code>',
+            "" if o["pr"] is None else f"#{e(o['pr'])}",
+            f"@{e(o['actor'])}" if o["actor"] else "",
+            e(o["progress"]),
+            pill(o["state"]),
+        )
+        for o in deploys["recent"]
+    )
+    headers = ("asked", "repository", "kind", "commit", "PR", "by", "progress", "state")
+    table = _table(headers, cells, empty="No deploy since the bot started.")
+    return _section("recent", "Recent deploys", table)
 
 
 def _claims(deploys: Mapping[str, Any] | None, problem: str) -> str:
@@ -171,6 +194,7 @@ def render(data: Mapping[str, Any]) -> str:
     sections = (
         _queue(data["queue"])
         + _rollouts(deploys, problem)
+        + _recent(deploys, problem)
         + _claims(deploys, problem)
         + _deliveries(data["deliveries"])
     )
