@@ -9,13 +9,15 @@ and requests. Every request the bot makes is checked against GitHub's REST descr
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import pytest
 
 from tests import test_pr_e2e
 from tests.conftest import EXAMPLE, sample, webhook_headers
-from tests.test_pr_e2e import SECRET, STAGING, STAGING_TEXT, Stack, plan_runs
+from tests.e2e_support import SECRET, STAGING, STAGING_TEXT, Stack
+from tests.test_pr_e2e import plan_runs, scan_for_secrets
 
 stack = test_pr_e2e.stack  # the bot and the double, wired (a fixture)
 
@@ -356,3 +358,46 @@ async def test_a_team_partner_is_a_partner_of_the_teams_clusters_only(stack: Sta
         "/orgs/example-org/teams/uni-a-partners/memberships/oscar",
     ]
     assert await deployments(stack) == []
+
+
+async def test_a_pr_whose_plan_deploys_no_staging_hub_has_nothing_to_preview(
+    stack: Stack,
+) -> None:
+    support = "config/clusters/uni-a/support.values.yaml"
+    text = (EXAMPLE / support).read_text().replace("retention: 60d", "retention: 61d")
+    number = await open_pr_as(stack, "octocat", {support: text})
+    cid = await comment(stack, number, "octocat", "/deploy staging")
+    body = reply(await stack.pull(number), cid)
+    assert "refused: there is nothing to deploy: the plan has no staging hubs" in body
+    assert await deployments(stack) == []
+
+
+async def test_a_command_github_fails_under_says_so_and_later_ones_still_run(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    number = await open_pr_as(stack, "octocat", CHANGE)
+    # Every read of the PR fails, past the client's retries.
+    fault = {"method": "GET", "path": f"/pulls/{number}$", "status": 502, "times": 20}
+    await stack.control("POST", "/faults", fault)
+    cid = await comment(stack, number, "octocat", "/plan\n/help")
+    await stack.control("DELETE", "/faults")
+    view = await stack.pull(number)
+    body = reply(view, cid)
+    assert "❌ **`/plan`** failed: GitHub answered 502 Bad Gateway" in body
+    assert "✅ **`/help`**" in body
+    assert reactions(view, cid) == ["eyes", "confused"]
+    assert "Traceback" not in caplog.text  # an expected failure, logged as a warning
+    scan_for_secrets(stack, caplog.text)
+
+
+async def test_no_secret_reaches_a_reply_or_the_log(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    await add_user(stack, "alice-partner", "read")
+    number = await open_pr_as(stack, "alice-partner", CHANGE)
+    body = "/help\n/plan\n/deploy uni-a/prod@abcdef1\n/deploy ocean-lab/staging\n/unlock\n/cancel"
+    await comment(stack, number, "alice-partner", body)
+    await comment(stack, number, "octocat", "/deploy uni-a/prod@0123456\n/deplyo")
+    scan_for_secrets(stack, caplog.text)

@@ -48,6 +48,8 @@ class CommentRun:
         gh: GitHubAPI,
         services: Services,
         data: Mapping[str, Any],
+        *,
+        delivery: str = "",
     ) -> None:
         try:
             issue, comment, repository = data["issue"], data["comment"], data["repository"]
@@ -68,6 +70,7 @@ class CommentRun:
             raise PayloadError(f"issue_comment payload lacks {exc}") from None
         self.gh = gh
         self.services = services
+        self.delivery = delivery  # the webhook delivery, recorded with the deploys it queues
         self._repository = repository
         self._fresh: FreshPull | None = None
         self._settings: RepoSettings | None = None

@@ -84,7 +84,7 @@ async def on_comment(event: sansio.Event, gh: GitHubAPI, *args: Any, services: S
     parsed = parse_comment(body if isinstance(body, str) else "")
     if not parsed:
         return
-    run = CommentRun(gh, services, data)
+    run = CommentRun(gh, services, data, delivery=event.delivery_id or "")
     if parsed.commands:
         await _react(run, SEEN)
     results = [unknown_result(u) for u in parsed.unknown[:MAX_LINES]]
@@ -195,8 +195,10 @@ async def run_unlock(run: CommentRun, command: Command) -> str:
     released = []
     for holder, envs in wanted.items():
         reason = f"/unlock by @{run.login} on #{run.number}"
+        # Without names, all of this PR's claims go, previews still running included.
+        environments = None if not command.targets else envs
         done = await deploys.release_claims(
-            run.gh, run.repo, pr=holder, environments=envs, reason=reason
+            run.gh, run.repo, pr=holder, environments=environments, reason=reason
         )
         released += [c.environment for c in done] or envs
     return f"released {_names(sorted(set(released)))}"

@@ -14,6 +14,7 @@ open PR refuses it, with a link to the holder. Every refusal deploys nothing.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,11 +36,25 @@ from bot.core.semantic import changed_paths, plan_repositories
 from bot.core.settings import Settings
 from bot.core.snapshot import Snapshot
 from bot.deploys.claims import Claim, conflicts
+from bot.deploys.service import DeployService
 from bot.handlers.command_context import CommentRun, FreshPull, Refused
 from bot.handlers.context import PayloadError
 
 Hub = tuple[str, str]  # (cluster, hub)
 MAX_LISTED_ERRORS = 5
+
+# One preview at a time per repository (per deploy service, so per app): checking claims
+# and queueing the preview's Deployments must not interleave with another PR's, or both
+# would find the hub free. `claims(fresh=True)` sees the previews queued before it.
+_PREVIEW_LOCKS: weakref.WeakKeyDictionary[DeployService, dict[str, asyncio.Lock]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def preview_lock(deploys: DeployService, repo: str) -> asyncio.Lock:
+    """The lock that serialises previews of `repo` through `deploys`."""
+    locks = _PREVIEW_LOCKS.setdefault(deploys, {})
+    return locks.setdefault(repo.lower(), asyncio.Lock())
 
 
 async def run_deploy(run: CommentRun, command: Command) -> str:
@@ -133,20 +148,23 @@ async def preview(run: CommentRun, named: list[Hub] | None) -> str:
         targets = sorted(set(named))
     environments = [f"{c}/{h}" for c, h in targets]
     deploys = run.services.deploys
-    claims = await deploys.claims(run.gh, run.repo, environments, fresh=True, settings=settings)
-    held = conflicts(claims, environments, run.number)
-    if held:
-        raise Refused(_claimed(run, held))
-    await deploys.deploy_preview(
-        run.gh,
-        run.repo,
-        pr=run.number,
-        pr_author=fresh.author,
-        head_sha=sha,
-        targets=targets,
-        actor=run.login,
-        comments_url=run.comments_url,
-    )
+    async with preview_lock(deploys, run.repo.full_name):
+        claims = await deploys.claims(run.gh, run.repo, environments, fresh=True, settings=settings)
+        held = conflicts(claims, environments, run.number)
+        if held:
+            raise Refused(_claimed(run, held))
+        await deploys.deploy_preview(
+            run.gh,
+            run.repo,
+            pr=run.number,
+            pr_author=fresh.author,
+            head_sha=sha,
+            targets=targets,
+            actor=run.login,
+            comments_url=run.comments_url,
+            settings=settings,
+            delivery=run.delivery,
+        )
     note = ""
     if named is None and change.plan.support:
         note = " Support releases deploy on merge only."
@@ -199,6 +217,8 @@ async def redeploy(run: CommentRun, targets: list[Target]) -> str:
             actor=run.login,
             pr=run.number,
             comments_url=run.comments_url,
+            settings=settings,
+            delivery=run.delivery,
         )
         queued.append(f"{_names(sorted(f'{c}/{h}' for c, h in hubs))} at `{full[:7]}`")
     return f"queued {'; '.join(queued)} of `{run.default_branch}`"
