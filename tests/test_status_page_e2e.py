@@ -21,7 +21,15 @@ from typing import Any
 import pytest
 
 from tests.conftest import EXAMPLE
-from tests.deploy_support import COMMON, deployments, edited, merge_change, running
+from tests.deploy_support import (
+    COMMON,
+    deployments,
+    edited,
+    merge_change,
+    needs_tools,
+    running,
+    tools_path,
+)
 from tests.e2e_support import SECRET, Stack
 
 pytest.importorskip("bot.sandbox.github.app", reason="the GitHub double")
@@ -47,9 +55,10 @@ async def stack(
     # The `prod` hub's deploy waits until the test writes to the FIFO and closes it.
     command = EXAMPLE_COMMAND.removeprefix("command: ")
     held = f"command: '{command} && case {{hub}} in prod) cat {gate} >/dev/null;; esac'"
-    async for stack in running(
-        tmp_path, monkeypatch, openapi_checker, hubbot_yaml=settings.replace(EXAMPLE_COMMAND, held)
-    ):
+    needs_tools()
+    tools_path(monkeypatch)
+    config = settings.replace(EXAMPLE_COMMAND, held)
+    async with running(tmp_path, openapi_checker, hubbot_yaml=config) as stack:
         try:
             yield stack
         finally:
