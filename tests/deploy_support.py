@@ -8,6 +8,8 @@ statuses, comments, check runs and the requests the bot made.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,6 +18,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from bot.deploys.service import DeployService
+from bot.github.snapshot import RepoRef
+from bot.web.keys import GITHUB, SERVICES
 from tests.conftest import CACHE, EXAMPLE
 from tests.e2e_support import Stack, fresh_repo, git, record_tokens, start_stack
 
@@ -40,6 +45,31 @@ def tools_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", f"{HELM.parent}{os.pathsep}{os.environ.get('PATH', '')}")
 
 
+DEPLOY_COMMAND = "python3 deploy.py {cluster} {hub} --namespace {namespace} --mode template"
+
+
+def hubbot_yaml(*, before_command: str = "", **replace: str) -> str:
+    """The example's hubbot.yaml with its hub command prefixed, and `deploy:` keys replaced."""
+    text = (EXAMPLE / "hubbot.yaml").read_text()
+    line = f"  command: {DEPLOY_COMMAND}\n"
+    assert line in text, "the example's hub command changed"
+    command = f"{before_command} {DEPLOY_COMMAND}".strip()
+    text = text.replace(line, f"  command: {_yaml_str(command)}\n")
+    for key, value in replace.items():
+        old = next(x for x in text.splitlines() if x.startswith(f"  {key}:"))
+        text = text.replace(old + "\n", f"  {key}: {value}\n", 1)
+    return text
+
+
+def _yaml_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def gate(folder: Path) -> str:
+    """A shell prefix that holds a deploy until `folder/go` exists (the test opens the gate)."""
+    return f"while [ ! -e {folder}/go ]; do sleep 0.05; done;"
+
+
 def example_repo(tmp_path: Path, *, hubbot_yaml: str | None = None) -> Path:
     """A fresh git repository of the example, optionally with another hubbot.yaml."""
     repo = fresh_repo(EXAMPLE, tmp_path / "repo")
@@ -58,27 +88,65 @@ async def deploy_stack(
     return await start_stack(repo, checker=checker, sandbox=sandbox, **server)
 
 
+@contextlib.asynccontextmanager
 async def running(
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
     checker: Any,
     *,
     hubbot_yaml: str | None = None,
+    **server: Any,
 ) -> AsyncIterator[Stack]:
-    """A Stack over the example (for fixtures); checks the double saw no invalid request."""
-    needs_tools()
-    tools_path(monkeypatch)
+    """A Stack over the example; checks at the end that the double saw no invalid request."""
     repo = example_repo(tmp_path, hubbot_yaml=hubbot_yaml)
-    sandbox, runner = await deploy_stack(repo, checker=checker)
-    port = runner.addresses[0][1]
-    async with aiohttp.ClientSession() as http:
-        stack = Stack(sandbox, f"http://127.0.0.1:{port}", runner.app, http, [])
-        record_tokens(runner.app, stack.tokens)
-        await stack.control("POST", "/webhook", {"url": f"{stack.bot_url}/webhook"})
-        yield stack
-    await runner.cleanup()
-    await sandbox.close()
+    sandbox, runner = await deploy_stack(repo, checker=checker, **server)
+    try:
+        port = runner.addresses[0][1]
+        async with aiohttp.ClientSession() as http:
+            stack = Stack(sandbox, f"http://127.0.0.1:{port}", runner.app, http, [])
+            record_tokens(runner.app, stack.tokens)
+            await stack.control("POST", "/webhook", {"url": f"{stack.bot_url}/webhook"})
+            yield stack
+    finally:
+        await runner.cleanup()
+        await sandbox.close()
     assert sandbox.violations == [], "\n".join(sandbox.violations)
+
+
+async def eventually(check: Any, within: float = 60.0) -> Any:
+    """Wait for a condition (of the double, usually) to hold, with a timeout."""
+    async with asyncio.timeout(within):
+        while not (result := await check()):
+            await asyncio.sleep(0.05)
+    return result
+
+
+async def repo_ref(stack: Stack) -> RepoRef:
+    """The double's repository as the bot names it."""
+    info = await stack.control("GET", "/")
+    owner, name = str(info["repository"]).split("/")
+    return RepoRef(owner, name, f"{info['api_url']}/repos/{owner}/{name}")
+
+
+def client(stack: Stack) -> Any:
+    """An installation client of the bot's own factory."""
+    return stack.app[GITHUB].for_installation(stack.sandbox.installation_id)
+
+
+def service(stack: Stack) -> DeployService:
+    """The bot's deploy service."""
+    return stack.app[SERVICES].deploys
+
+
+async def open_pr(
+    stack: Stack, files: dict[str, str | None], *, branch: str, user: str = "octocat"
+) -> tuple[int, str]:
+    """Open a PR; returns its number and head SHA."""
+    await stack.control(
+        "POST", "/branches", {"name": branch, "from": "main", "files": files, "user": user}
+    )
+    answer = await stack.control("POST", "/pulls", {"head": branch, "user": user})
+    await stack.settle()
+    return int(answer["number"]), str(answer["head_sha"])
 
 
 async def merge_change(
