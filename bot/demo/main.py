@@ -155,7 +155,8 @@ def keep_running_help(stack: Stack, repo: Path, number: int, *, status_page: boo
     return "\n".join(
         [
             RULE,
-            "The GitHub double and the bot keep running. Try (Ctrl-C stops everything):",
+            "The GitHub double and the bot keep running (Ctrl-C stops everything). Try these,",
+            "one at a time, looking at the PR in between:",
             f"  CONTROL={control}",
             f"  curl -s $CONTROL/pulls/{number}                     # the PR above, as JSON",
             f'  {post} $CONTROL/branches -d \'{{"name": "more", "user": "{PARTNER}", '
