@@ -480,8 +480,8 @@ class KubernetesExecutor(Executor):
 def _extra(job: DeployJob) -> dict[str, str]:
     """Log record fields: the delivery that asked for this deploy.
 
-    Not `delivery_id`: `hubbot serve`'s record factory sets that on every record already,
-    and `logging` refuses an `extra` key that overwrites a record attribute (KeyError).
+    Named apart from `delivery_id`, which the web layer's record factory already sets on
+    every record (logging refuses an `extra` key that overwrites a record attribute).
     """
     return {"deploy_delivery": job.labels.get("delivery", "-")}
 

@@ -22,9 +22,11 @@ from bot.deploys.service import DeployConfig, DeployService
 from bot.github.client import RetryPolicy
 from bot.github.factory import GitHubFactory
 from bot.handlers.context import PayloadError, Services
+from bot.web.deliveries import DeliveryLog
 from bot.web.deploys import deploy_log
 from bot.web.keys import (
     DELIVERIES,
+    DELIVERY_LOG,
     GITHUB,
     METRICS,
     QUEUE,
@@ -37,6 +39,7 @@ from bot.web.logs import install_record_factory
 from bot.web.metrics import CONTENT_TYPE, Metrics
 from bot.web.queue import Handler, Job, JobQueue, Observer
 from bot.web.settings import ServerSettings
+from bot.web.status import status_json, status_page
 from bot.web.webhook import receive
 
 logger = logging.getLogger(__name__)
@@ -69,11 +72,12 @@ def create_app(
         app_id=settings.app_id, deploys=DeployService(deploy_config(settings))
     )
     app[DELIVERIES] = cachetools.TTLCache(maxsize=DEDUPE_MAX, ttl=DEDUPE_TTL_SECONDS)
+    app[DELIVERY_LOG] = log = DeliveryLog()
     app[QUEUE] = JobQueue(
-        _dispatcher(app),
+        log.running(_dispatcher(app)),
         maxsize=settings.queue_size,
         workers=settings.workers,
-        on_done=_observer(app[METRICS]),
+        on_done=log.observer(_observer(app[METRICS])),
     )
     app[METRICS].queue_depth.set_function(lambda: app[QUEUE].depth)
     app[METRICS].queue_running.set_function(lambda: app[QUEUE].running)
@@ -82,6 +86,8 @@ def create_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/", status_page)  # POST / stays the webhook
+    app.router.add_get("/status.json", status_json)
     app.router.add_get("/deploys/{attempt}", deploy_log)
     app.cleanup_ctx.append(_github(policy or RetryPolicy(timeout=settings.request_timeout)))
     app.cleanup_ctx.append(_deploys)
