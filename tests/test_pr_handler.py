@@ -45,6 +45,7 @@ class StandInPlanner:
         settings: Settings,
         labels: Sequence[str],
         extra: Sequence[Finding],
+        **shown: object,  # claims and the PR number, for the comment
     ) -> PlanOutcome:
         if self.fail:
             raise ValueError("planner bug with a secret-looking detail ghs_abc")
@@ -369,10 +370,10 @@ async def test_a_shutdown_mid_plan_still_concludes_the_check(
     entered, release = threading.Event(), threading.Event()
     plan = services.plan
 
-    def slow_plan(*args: Any) -> PlanOutcome:
+    def slow_plan(*args: Any, **kwargs: Any) -> PlanOutcome:
         entered.set()
         release.wait(10)
-        return plan(*args)
+        return plan(*args, **kwargs)
 
     services.plan = slow_plan
     task = asyncio.create_task(

@@ -263,7 +263,41 @@ class DeployService:
             ctx.wave_settings[wave.id] = settings
             ctx.wave_delivery[wave.id] = delivery
         self._claims.pop(ctx.repo.full_name, None)
+        self._note_claims(ctx.repo, steps, settings, kind=kind, pr=pr, pr_author=pr_author)
         return waves
+
+    def _note_claims(
+        self,
+        repo: RepoRef,
+        steps: Sequence[Step],
+        settings: Settings,
+        *,
+        kind: Kind,
+        pr: int | None,
+        pr_author: str,
+    ) -> None:
+        """Keep the claims board current without a call: the newest deployment decides.
+
+        A preview claims its staging hubs; a merge or redeploy names no PR, so its newer
+        Deployment clears any claim on the hubs it deploys.
+        """
+        board = self.claim_views.setdefault(repo.full_name, {})
+        now = datetime.now(UTC)
+        for step in steps:
+            if step.hub is None:
+                continue
+            env = step.key
+            if kind == "preview" and pr is not None:
+                hours = timedelta(hours=settings.deploy.claim_hours)
+                board[env] = Claim(env, pr, pr_author, now, now + hours, 0)
+            else:
+                board.pop(env, None)
+
+    def claims_board(self, repo: RepoRef) -> dict[str, Claim]:
+        """The claims last seen on this repository, without a call (for the plan comment)."""
+        now = datetime.now(UTC)
+        board = self.claim_views.get(repo.full_name, {})
+        return {env: c for env, c in board.items() if c.expires > now}
 
     # -- cancelling and claims -------------------------------------------------------------
 
@@ -361,6 +395,7 @@ class DeployService:
                 "",
             )
             await set_status(gh, ref, "inactive", description=reason)
+            self.claim_views.get(repo.full_name, {}).pop(claim.environment, None)
         self._claims.pop(repo.full_name, None)
         return released
 

@@ -8,6 +8,7 @@ changed), `labeled` and `unlabeled` re-plan; so does "Re-run" on the check.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -174,8 +175,14 @@ async def _plan(gh: GitHubAPI, services: Services, pr: PullRequest) -> PlanOutco
         default_head=base if on_default else None,
     )
     head = await reader.at_head(gh, pr.repo, base, comparison)
+    claims = services.deploys.claims_board(pr.repo)
     return await asyncio.to_thread(
-        services.plan, base, head, repo_settings.settings, pr.labels, repo_settings.findings
+        functools.partial(services.plan, claims=claims, pr=pr.number),
+        base,
+        head,
+        repo_settings.settings,
+        pr.labels,
+        repo_settings.findings,
     )
 
 
