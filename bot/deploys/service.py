@@ -27,6 +27,7 @@ from bot.deploys.executors import build_executor, executor_settings
 from bot.deploys.progress import Kind
 from bot.deploys.repo import MAX_LOGS, DeployLog, RepoDeploys
 from bot.deploys.reporter import THROTTLE_SECONDS, GitHubReporter
+from bot.deploys.rollout import StepOutcome
 from bot.deploys.schedule import Step, Wave
 from bot.github.comments import CommentCache
 from bot.github.deployments import DeploymentRef, Listed, newest_per_environment, set_status
@@ -104,6 +105,8 @@ class DeployService:
             maxsize=256, ttl=CLAIMS_TTL_SECONDS
         )
         self.claim_views: dict[str, dict[str, Claim]] = {}
+        # Told of every step that ends: (executor name, step, outcome). Metrics listen here.
+        self.observers: list[Callable[[str, Step, StepOutcome], None]] = []
         self._default_branches: dict[str, str] = {}
         self._bound = False
         self._recovered = asyncio.Event()
@@ -441,7 +444,7 @@ class DeployService:
             app_id=self.app_id,
             log_url=(lambda a: f"{public}/deploys/{a}") if public else (lambda a: None),
             environment_url=lambda step: holder["ctx"].environment_url(step),
-            on_finish=lambda a, step, outcome: holder["ctx"].keep_log(a, step, outcome),
+            on_finish=lambda a, step, outcome: self._finished(holder["ctx"], a, step, outcome),
             throttle_seconds=self.config.throttle_seconds,
         )
         ctx = RepoDeploys(
@@ -455,6 +458,24 @@ class DeployService:
         )
         holder["ctx"] = ctx
         return ctx
+
+    def _finished(self, ctx: RepoDeploys, attempt: str, step: Step, outcome: StepOutcome) -> None:
+        ctx.keep_log(attempt, step, outcome)
+        for observe in self.observers:
+            try:
+                observe(ctx.executor.name, step, outcome)
+            except Exception:  # an observer (metrics) must never break reporting
+                logger.exception("a deploy observer failed")
+
+    def counts(self) -> tuple[int, int]:
+        """(queued, running) steps over every repository, for the gauges."""
+        queued = running = 0
+        for ctx in self.repos.values():
+            for wave in ctx.rollout.schedule.waves():
+                for state in wave.state.values():
+                    queued += state == "queued"
+                    running += state == "running"
+        return queued, running
 
     def _executor(self, repo: RepoRef, settings: Settings, gh: Callable[[], GitHubAPI]) -> Executor:
         if self.executor_factory is not None:
