@@ -25,7 +25,7 @@ from bot.deploys.claims import Claim, DeploymentRecord, derive_claims
 from bot.deploys.executor import Executor
 from bot.deploys.executors import build_executor, executor_settings
 from bot.deploys.progress import Kind
-from bot.deploys.repo import MAX_LOGS, DeployLog, RepoDeploys
+from bot.deploys.repo import MAX_LOGS, DeployLog, RepoDeploys, health_environment
 from bot.deploys.reporter import THROTTLE_SECONDS, GitHubReporter
 from bot.deploys.rollout import StepOutcome
 from bot.deploys.schedule import Step, Wave
@@ -455,6 +455,7 @@ class DeployService:
             executor=executor,
             reporter=reporter,
             logs=self.logs,
+            health_env=health_environment(extra=self.config.passthrough),
         )
         holder["ctx"] = ctx
         return ctx
