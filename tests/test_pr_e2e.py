@@ -9,95 +9,31 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-import subprocess
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
-from bot.github.client import RetryPolicy
-from bot.web.app import create_app
-from bot.web.keys import GITHUB, QUEUE
-from bot.web.settings import ServerSettings
 from tests.conftest import EXAMPLE, webhook_headers
+from tests.e2e_support import (
+    FAST,
+    MARKER,
+    SECRET,
+    STAGING,
+    STAGING_TEXT,
+    Stack,
+    fresh_repo,
+    plan_runs,
+    record_tokens,
+    start_stack,
+)
 
-sandbox_app = pytest.importorskip("bot.sandbox.github.app", reason="the GitHub double")
+__all__ = ["FAST", "MARKER", "STAGING", "STAGING_TEXT", "fresh_repo", "record_tokens"]
+
+pytest.importorskip("bot.sandbox.github.app", reason="the GitHub double")
 pytest.importorskip("bot.core.semantic", reason="the core planner")
-
-SECRET = "e2e-webhook-secret"
-MARKER = "<!-- hubbot:plan -->"
-STAGING = "config/clusters/uni-a/staging.values.yaml"
-STAGING_TEXT = "jupyterhub:\n  singleuser:\n    memory:\n      guarantee: 512M\n      limit: 1G\n"
-FAST = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05, timeout=2.0)
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True
-    ).stdout
-
-
-def fresh_repo(source: Path, target: Path) -> Path:
-    """A new git repository (default branch main) holding a copy of `source`."""
-    shutil.copytree(source, target, symlinks=True)
-    git(target, "init", "-q", "-b", "main")
-    git(target, "add", "-A")
-    git(target, "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "init")
-    return target
-
-
-@dataclass
-class Stack:
-    """The double and the bot, wired to each other, and a session to drive them."""
-
-    sandbox: Any
-    bot_url: str
-    app: web.Application
-    http: aiohttp.ClientSession
-    tokens: list[str]
-
-    async def control(self, method: str, path: str, body: Any = None) -> Any:
-        url = f"{self.sandbox.control_url}{path}"
-        async with self.http.request(method, url, json=body) as resp:
-            data = await resp.json()
-            assert resp.status < 300, data
-            return data
-
-    async def settle(self) -> None:
-        """Wait until the bot has handled everything it accepted."""
-        assert await self.app[QUEUE].join(60), "the bot did not finish in time"
-
-    async def pull(self, number: int) -> dict[str, Any]:
-        data: dict[str, Any] = await self.control("GET", f"/pulls/{number}")
-        return data
-
-    def requests_since(self, index: int) -> list[Any]:
-        return self.sandbox.requests[index:]
-
-
-async def start_stack(
-    repo: Path, *, checker: Any = None, policy: RetryPolicy = FAST
-) -> tuple[Any, web.AppRunner]:
-    """The double (checking every request against GitHub's REST description) and the bot."""
-    sandbox = sandbox_app.GitHubSandbox(repo, webhook_secret=SECRET, checker=checker)
-    await sandbox.start()
-    settings = ServerSettings(
-        app_id=str(sandbox.app_id),
-        private_key=sandbox.private_key,
-        webhook_secret=SECRET,
-        github_url=sandbox.api_url,
-        workers=2,
-    )
-    runner = web.AppRunner(create_app(settings, policy=policy), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return sandbox, runner
 
 
 @pytest.fixture
@@ -118,28 +54,11 @@ async def stack(tmp_path: Path, openapi_checker: Any) -> AsyncIterator[Stack]:
     assert sandbox.violations == [], "\n".join(sandbox.violations)
 
 
-def record_tokens(app: web.Application, seen: list[str]) -> None:
-    """Keep every installation token the bot receives, to scan logs and pages for them."""
-    tokens = app[GITHUB].tokens
-    fetch = tokens._fetch
-
-    async def recording(installation_id: int) -> dict[str, Any]:
-        answer = await fetch(installation_id)
-        seen.append(str(answer.get("token")))
-        return answer
-
-    tokens._fetch = recording
-
-
 async def open_pr(stack: Stack, files: dict[str, str | None], branch: str = "edit") -> int:
     await stack.control("POST", "/branches", {"name": branch, "from": "main", "files": files})
     answer = await stack.control("POST", "/pulls", {"head": branch, "base": "main"})
     await stack.settle()
     return int(answer["number"])
-
-
-def plan_runs(view: dict[str, Any], sha: str) -> list[dict[str, Any]]:
-    return [r for r in view["check_runs"] if r["name"] == "hubbot/plan" and r["head_sha"] == sha]
 
 
 async def test_a_pr_gets_one_comment_and_a_check_with_exact_annotations(

@@ -1,0 +1,121 @@
+"""The e2e wiring shared by end-to-end tests: the GitHub double and the real bot on loopback.
+
+`start_stack` runs the double over a git repository and `create_app` on a real socket;
+`Stack` drives the double's control API and waits for the bot; `fresh_repo` makes a git
+repository of a folder; `record_tokens` keeps every installation token the bot receives
+(to scan logs and pages for them).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from bot.github.client import RetryPolicy
+from bot.web.app import create_app
+from bot.web.keys import GITHUB, QUEUE
+from bot.web.settings import ServerSettings
+
+SECRET = "e2e-webhook-secret"
+MARKER = "<!-- hubbot:plan -->"
+STAGING = "config/clusters/uni-a/staging.values.yaml"
+STAGING_TEXT = "jupyterhub:\n  singleuser:\n    memory:\n      guarantee: 512M\n      limit: 1G\n"
+FAST = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05, timeout=2.0)
+
+
+def git(repo: Path, *args: str) -> str:
+    """Run git in `repo`; its stdout."""
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True
+    ).stdout
+
+
+def fresh_repo(source: Path, target: Path) -> Path:
+    """A new git repository (default branch main) holding a copy of `source`."""
+    shutil.copytree(source, target, symlinks=True)
+    git(target, "init", "-q", "-b", "main")
+    git(target, "add", "-A")
+    git(target, "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "init")
+    return target
+
+
+@dataclass
+class Stack:
+    """The double and the bot, wired to each other, and a session to drive them."""
+
+    sandbox: Any
+    bot_url: str
+    app: web.Application
+    http: aiohttp.ClientSession
+    tokens: list[str]
+
+    async def control(self, method: str, path: str, body: Any = None) -> Any:
+        """Call the double's control API; fails on a 4xx/5xx answer."""
+        url = f"{self.sandbox.control_url}{path}"
+        async with self.http.request(method, url, json=body) as resp:
+            data = await resp.json()
+            assert resp.status < 300, data
+            return data
+
+    async def settle(self, within: float = 60) -> None:
+        """Wait until the bot has handled everything it accepted."""
+        assert await self.app[QUEUE].join(within), "the bot did not finish in time"
+
+    async def pull(self, number: int) -> dict[str, Any]:
+        """The PR's visible state on the double."""
+        data: dict[str, Any] = await self.control("GET", f"/pulls/{number}")
+        return data
+
+    def requests_since(self, index: int) -> list[Any]:
+        """The API requests the double answered from `index` on."""
+        return self.sandbox.requests[index:]
+
+
+async def start_stack(
+    repo: Path,
+    *,
+    checker: Any = None,
+    policy: RetryPolicy = FAST,
+    secret: str = SECRET,
+) -> tuple[Any, web.AppRunner]:
+    """The double (checking every request against GitHub's REST description) and the bot."""
+    from bot.sandbox.github.app import GitHubSandbox
+
+    sandbox = GitHubSandbox(repo, webhook_secret=secret, checker=checker)
+    await sandbox.start()
+    settings = ServerSettings(
+        app_id=str(sandbox.app_id),
+        private_key=sandbox.private_key,
+        webhook_secret=secret,
+        github_url=sandbox.api_url,
+        workers=2,
+    )
+    runner = web.AppRunner(create_app(settings, policy=policy), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return sandbox, runner
+
+
+def record_tokens(app: web.Application, seen: list[str]) -> None:
+    """Keep every installation token the bot receives, to scan logs and pages for them."""
+    tokens = app[GITHUB].tokens
+    fetch = tokens._fetch
+
+    async def recording(installation_id: int) -> dict[str, Any]:
+        answer = await fetch(installation_id)
+        seen.append(str(answer.get("token")))
+        return answer
+
+    tokens._fetch = recording
+
+
+def plan_runs(view: dict[str, Any], sha: str) -> list[dict[str, Any]]:
+    """The `hubbot/plan` check runs of a PR view on one head SHA."""
+    return [r for r in view["check_runs"] if r["name"] == "hubbot/plan" and r["head_sha"] == sha]
