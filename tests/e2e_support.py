@@ -26,7 +26,7 @@ SECRET = "e2e-webhook-secret"
 MARKER = "<!-- hubbot:plan -->"
 STAGING = "config/clusters/uni-a/staging.values.yaml"
 STAGING_TEXT = "jupyterhub:\n  singleuser:\n    memory:\n      guarantee: 512M\n      limit: 1G\n"
-FAST = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05, timeout=2.0)
+FAST = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05, timeout=2.0, late_write_seconds=0.1)
 
 
 def git(repo: Path, *args: str) -> str:
