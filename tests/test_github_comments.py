@@ -130,6 +130,18 @@ async def test_a_timed_out_create_that_lands_late_is_deleted_once_it_would_have(
     assert gh.calls[-1][1] == url(6)
 
 
+async def test_giving_up_on_creating_says_what_github_answered() -> None:
+    gh = FakeGH(
+        {
+            ("GET", LIST): [],
+            ("POST", COMMENTS): AmbiguousWrite("POST", "/x", "GitHub answered 502"),
+        }
+    )
+    with pytest.raises(AmbiguousWrite, match="GitHub answered 502"):
+        await upsert(gh, CommentCache(), MARKER + "\nb")
+    assert [m for m, _, _ in gh.calls] == ["GET", "POST"] * 3
+
+
 async def test_duplicates_from_an_old_race_are_removed() -> None:
     gh = FakeGH(
         {

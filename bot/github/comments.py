@@ -143,6 +143,7 @@ async def _find_or_create(
     app_id: str | None,
     lost: list[float],
 ) -> Upsert:
+    failure: AmbiguousWrite | None = None
     for _attempt in range(3):
         existing = await find_comment(gh, comments_url, key[2], app_id)
         if existing:
@@ -163,10 +164,13 @@ async def _find_or_create(
             logger.warning("creating the comment may have failed; looking before retrying")
             if exc.settles_at is not None:
                 lost.append(exc.settles_at)
+            failure = exc
             continue
         url = str(created["url"])
         cache.put(key, CommentRef(url, body))
         return Upsert("created", url)
+    if failure is not None:
+        raise failure  # what GitHub answered says more than "could not"
     raise gidgethub.GitHubException("could not create or find the plan comment")
 
 
