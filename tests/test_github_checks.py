@@ -9,6 +9,7 @@ import pytest
 from bot.core.findings import error, warning
 from bot.github.checks import (
     ANNOTATIONS_PER_REQUEST,
+    MAX_ANNOTATIONS,
     CheckRun,
     annotation,
     batches,
@@ -41,6 +42,17 @@ async def test_every_annotation_is_sent_in_batches_of_50(count: int, requests: i
     # Only the last request concludes; the earlier ones leave the run in progress.
     assert [b.get("status") for b in bodies] == [None] * (requests - 1) + ["completed"]
     assert bodies[-1]["conclusion"] == "failure"
+
+
+async def test_thousands_of_findings_cost_at_most_ten_requests() -> None:
+    gh = FakeGH({("PATCH", RUN.url): {}})
+    items = annotations(1234)
+    await complete_check(gh, RUN, conclusion="failure", title="t", summary="s", annotations=items)
+    bodies = [data for _, _, data in gh.calls]
+    assert len(bodies) == MAX_ANNOTATIONS // ANNOTATIONS_PER_REQUEST == 10
+    sent = [a for body in bodies for a in body["output"].get("annotations", [])]
+    assert sent == items[:MAX_ANNOTATIONS]  # errors come first: the findings are sorted
+    assert "first 500 of 1234 findings" in bodies[-1]["output"]["summary"]
 
 
 @pytest.mark.parametrize(

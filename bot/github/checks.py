@@ -26,6 +26,9 @@ logger = logging.getLogger(__name__)
 
 PLAN_CHECK = "hubbot/plan"
 ANNOTATIONS_PER_REQUEST = 50
+# At most 10 requests of annotations: a PR whose file has 100,000 unknown keys must not
+# spend the installation's whole rate limit (5,000 requests an hour) on one check run.
+MAX_ANNOTATIONS = 500
 MAX_SUMMARY_CHARS = 65535
 MAX_TITLE_CHARS = 255
 MAX_ANNOTATION_MESSAGE = 64 * 1024
@@ -142,7 +145,14 @@ async def complete_check(
     summary: str,
     annotations: Sequence[dict[str, Any]] = (),
 ) -> None:
-    """Send every annotation (50 per request) and conclude the run."""
+    """Send the annotations (50 per request, at most MAX_ANNOTATIONS) and conclude the run."""
+    if len(annotations) > MAX_ANNOTATIONS:
+        note = (
+            f"\n\n_Only the first {MAX_ANNOTATIONS} of {len(annotations)} findings are "
+            "annotated on the files; `hubbot validate` lists them all._"
+        )
+        summary = summary[: MAX_SUMMARY_CHARS - len(note)] + note
+        annotations = annotations[:MAX_ANNOTATIONS]
     chunks = batches(annotations)
     for chunk in chunks[:-1]:
         await gh.patch(run.url, data={"output": _output(title, summary, chunk)})
