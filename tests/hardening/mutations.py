@@ -11,7 +11,6 @@ from __future__ import annotations
 import posixpath
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -23,15 +22,17 @@ Files = Mapping[str, bytes | str | Symlink]
 Change = bytes | Symlink | None
 
 
-@dataclass(frozen=True)
 class Mutation:
-    """A change to a repository: what, where, and the new content of each path."""
+    """A change to a repository: what, where, and the new content of each path.
 
-    cluster: str
-    kind: str
-    path: str
-    detail: str
-    changes: Mapping[str, Change]
+    Not a dataclass: Hypothesis prints dataclasses field by field, megabytes included.
+    """
+
+    def __init__(
+        self, cluster: str, kind: str, path: str, detail: str, changes: Mapping[str, Change]
+    ) -> None:
+        self.cluster, self.kind, self.path, self.detail = cluster, kind, path, detail
+        self.changes = changes
 
     def __repr__(self) -> str:
         sizes = {

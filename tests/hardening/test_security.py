@@ -236,6 +236,19 @@ async def test_an_ignore_added_in_a_pr_hides_nothing_until_merged(secured: Secur
     assert run["annotations"] == []
 
 
+async def test_a_pr_cannot_spend_the_rate_limit(secured: Secured) -> None:
+    """Thousands of findings (a file of unknown keys) cost a bounded number of API calls."""
+    stack = secured.stack
+    keys = "".join(f"unknown{i}: {i}\n" for i in range(5000))
+    before = len(stack.sandbox.requests)
+    number = await secured.open_pr("many", {STAGING: (EXAMPLE / STAGING).read_text() + keys})
+    calls = stack.sandbox.requests[before:]
+    assert len(calls) <= 20, f"{len(calls)} calls for one plan"
+    view = await stack.pull(number)
+    (run,) = plan_runs(view, view["head"]["sha"])
+    assert run["conclusion"] == "failure" and len(run["annotations"]) == 500
+
+
 # ---- plaintext secrets, and what must never be published --------------------------------
 def decrypted_secrets() -> set[str]:
     """Plaintext values of the example's sops files (TEST-ONLY key), not found elsewhere."""
