@@ -37,7 +37,7 @@ from tests.e2e_support import (
     record_tokens,
     start_stack,
 )
-from tests.hardening.support import RecordingChecker, leaks
+from tests.hardening.support import LoopWatch, RecordingChecker, leaks
 
 pytest.importorskip("bot.sandbox.github.app", reason="the GitHub double")
 
@@ -69,8 +69,10 @@ class Secured:
 
 
 @pytest.fixture
-async def secured(tmp_path: Path, openapi_checker: Any) -> AsyncIterator[Secured]:
-    """The bot and the double over a fresh copy of the example repository."""
+async def secured(
+    tmp_path: Path, openapi_checker: Any, loop_watch: LoopWatch
+) -> AsyncIterator[Secured]:
+    """The bot and the double over a fresh copy of the example repository (loop watched)."""
     if not EXAMPLE.is_dir():
         pytest.skip("config/ (the example repository) is absent")
     recorder = RecordingChecker(openapi_checker)

@@ -308,6 +308,7 @@ async def test_signed_fuzz_never_gets_a_500_nor_breaks_a_job(
     fuzzed: Fuzzed, caplog: pytest.LogCaptureFixture, delivery: Delivery
 ) -> None:
     watch = LoopWatch().install()
+    failed_before = handler_errors(fuzzed.client.app[METRICS])
     tracemalloc.start()
     caplog.clear()
     try:
@@ -330,6 +331,9 @@ async def test_signed_fuzz_never_gets_a_500_nor_breaks_a_job(
         and not isinstance(r.exc_info[1], GITHUB_FAILURES)
     ]
     assert not broken, f"{delivery.what}: {broken[0].exc_info!r}"
+    # The metrics count exactly the jobs that failed (each logged once, at the boundary).
+    failed = [r for r in caplog.records if r.name == "bot.web.queue" and r.exc_info]
+    assert handler_errors(fuzzed.client.app[METRICS]) - failed_before == len(failed)
     growth, bound = peak - before, MEMORY_BASE + MEMORY_PER_BODY_BYTE * len(delivery.body)
     assert growth < bound, f"{delivery.what}: peak {growth >> 20} MB, over {bound >> 20} MB"
 
