@@ -323,6 +323,28 @@ def test_disk_cache_serves_later_processes(tmp_path: Path, monkeypatch: pytest.M
     assert failed.finding is not None and "stopped" in failed.finding.message
 
 
+def test_a_worker_that_answers_garbage_gives_a_finding_not_a_hang(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    script = tmp_path / "garbage.py"
+    script.write_text("import sys\nsys.stdin.readline()\nprint('not json', flush=True)\n")
+    monkeypatch.setattr(jsonnet_pool, "WORKER_SCRIPT", script)
+    pool = ProcessRenderer(workers=1)
+    answers: list[RenderResult] = []
+    task = job(DictSnapshot({"x/v.jsonnet": "{}"}), "x/v.jsonnet", "x")
+    # A daemon thread: if render() hangs, the test fails instead of hanging too.
+    waiter = threading.Thread(target=lambda: answers.append(pool.render(task)), daemon=True)
+    waiter.start()
+    try:
+        waiter.join(30)
+        assert answers, "render() never returned"
+    finally:
+        pool.close()
+    assert answers[0].finding is not None and "stopped" in answers[0].finding.message
+
+
 @pytest.mark.parametrize(
     ("environ", "expected"),
     [

@@ -79,8 +79,13 @@ class _Worker:
             self._fill(deadline)
         line, _, rest = bytes(self._buffer).partition(b"\n")
         self._buffer[:] = rest
-        header = json.loads(line)
-        size = int(header["len"])
+        try:
+            header = json.loads(line)
+            size = int(header["len"])
+        except (ValueError, KeyError, TypeError) as exc:
+            # Not our protocol (something else wrote to its stdout): treat it as dead, so
+            # the caller gets a finding instead of a thread dying and render() waiting forever.
+            raise _WorkerGone from exc
         while len(self._buffer) < size:
             self._fill(deadline)
         payload = bytes(self._buffer[:size])
