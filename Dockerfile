@@ -20,6 +20,8 @@ FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY bot ./bot
+# bot/demo/example links to config/ (the example `hubbot demo` runs): the wheel copies it in.
+COPY config ./config
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 # ---- tools: helm and sops, each checked against a pinned sha256

@@ -156,12 +156,78 @@ def _register_register(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     p.set_defaults(func=run)
 
 
+def _register_values(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "values",
+        help="a release's effective values, merged and schema-checked by hubbot (no helm)",
+        description="Merge a release's values as helm would and check them against the "
+        "chart's schemas. Prints the layers and a summary, never a value.",
+    )
+    p.add_argument("--repo", default=".", help="repository folder (default: current directory)")
+    p.add_argument("cluster", help="the cluster's name")
+    p.add_argument("hub", nargs="?", help="the hub's name (omit with --support)")
+    p.add_argument("--support", action="store_true", help="the cluster's support release")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+
+    def run(args: argparse.Namespace) -> int:
+        if args.support == (args.hub is not None):
+            p.error("name either a HUB or --support")
+        from bot.commands.values import run_values
+
+        return run_values(args)
+
+    p.set_defaults(func=run)
+
+
+def _register_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="walk a change through the bot on the embedded example (no credentials needed)",
+        description="Run the example repository, the local GitHub double and `hubbot serve` "
+        "on loopback, and walk a pull request from opening to the prod rollout, checking "
+        "each step. Exits 0 only if every step behaved as expected.",
+    )
+    p.add_argument(
+        "--html",
+        metavar="FILE",
+        help="where to write the HTML transcript (default: hubbot-demo.html here, "
+        "or in a temporary folder when this one is not writable)",
+    )
+    p.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="leave the double and the bot up afterwards, with commands to keep poking, "
+        "until Ctrl-C",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long one step may wait for the bot (default: %(default)s)",
+    )
+    p.add_argument(
+        "--workdir",
+        metavar="DIR",
+        help="keep the demo's repository and files here (default: a temporary folder, removed)",
+    )
+
+    def run(args: argparse.Namespace) -> int:
+        from bot.demo.main import run_demo
+
+        return run_demo(args)
+
+    p.set_defaults(func=run)
+
+
 _COMMANDS = [
     _register_validate,
     _register_plan,
     _register_serve,
     _register_sandbox,
     _register_register,
+    _register_values,
+    _register_demo,
 ]
 
 

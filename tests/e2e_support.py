@@ -1,13 +1,12 @@
-"""The e2e wiring shared by end-to-end tests: the GitHub double and the real bot on loopback.
+"""Helpers shared by the end-to-end tests: the GitHub double and `hubbot serve`, wired.
 
-`start_stack` runs the double over a git repository and `create_app` on a real socket;
-`Stack` drives the double's control API and waits for the bot; `fresh_repo` makes a git
-repository of a folder; `record_tokens` keeps every installation token the bot receives
-(to scan logs and pages for them).
+The bot and the double run in this process on real sockets. `start_stack` waits until the
+bot's start-up deploy recovery has ended, so tests that count requests count only theirs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -18,19 +17,20 @@ import aiohttp
 from aiohttp import web
 
 from bot.github.client import RetryPolicy
+from bot.handlers.context import Services
 from bot.web.app import create_app
-from bot.web.keys import GITHUB, QUEUE
+from bot.web.keys import GITHUB, QUEUE, SERVICES
 from bot.web.settings import ServerSettings
 
 SECRET = "e2e-webhook-secret"
 MARKER = "<!-- hubbot:plan -->"
 STAGING = "config/clusters/uni-a/staging.values.yaml"
 STAGING_TEXT = "jupyterhub:\n  singleuser:\n    memory:\n      guarantee: 512M\n      limit: 1G\n"
+# A lost write lands within late_write_seconds (GitHub's 10 s by default; the double is quick).
 FAST = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05, timeout=2.0, late_write_seconds=0.1)
 
 
 def git(repo: Path, *args: str) -> str:
-    """Run git in `repo`; its stdout."""
     return subprocess.run(
         ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True
     ).stdout
@@ -56,7 +56,6 @@ class Stack:
     tokens: list[str]
 
     async def control(self, method: str, path: str, body: Any = None) -> Any:
-        """Call the double's control API; fails on a 4xx/5xx answer."""
         url = f"{self.sandbox.control_url}{path}"
         async with self.http.request(method, url, json=body) as resp:
             data = await resp.json()
@@ -67,13 +66,16 @@ class Stack:
         """Wait until the bot has handled everything it accepted."""
         assert await self.app[QUEUE].join(within), "the bot did not finish in time"
 
+    async def deployed(self, within: float = 120.0) -> None:
+        """Wait until the bot handled everything and every deploy it queued ended, reported."""
+        await self.settle()
+        await asyncio.wait_for(self.app[SERVICES].deploys.wait_idle(), within)
+
     async def pull(self, number: int) -> dict[str, Any]:
-        """The PR's visible state on the double."""
         data: dict[str, Any] = await self.control("GET", f"/pulls/{number}")
         return data
 
     def requests_since(self, index: int) -> list[Any]:
-        """The API requests the double answered from `index` on."""
         return self.sandbox.requests[index:]
 
 
@@ -82,30 +84,41 @@ async def start_stack(
     *,
     checker: Any = None,
     policy: RetryPolicy = FAST,
-    secret: str = SECRET,
+    services: Services | None = None,
+    sandbox: Any = None,
+    **server: Any,
 ) -> tuple[Any, web.AppRunner]:
-    """The double (checking every request against GitHub's REST description) and the bot."""
+    """The double (checking every request against GitHub's REST description) and the bot.
+
+    `server` overrides `ServerSettings` fields; `sandbox` reuses a running double (a
+    restarted bot); `services` injects the bot's services.
+    """
     from bot.sandbox.github.app import GitHubSandbox
 
-    sandbox = GitHubSandbox(repo, webhook_secret=secret, checker=checker)
-    await sandbox.start()
+    if sandbox is None:
+        sandbox = GitHubSandbox(repo, webhook_secret=SECRET, checker=checker)
+        await sandbox.start()
     settings = ServerSettings(
         app_id=str(sandbox.app_id),
         private_key=sandbox.private_key,
-        webhook_secret=secret,
+        webhook_secret=SECRET,
         github_url=sandbox.api_url,
-        workers=2,
+        workers=server.pop("workers", 2),
+        **server,
     )
-    runner = web.AppRunner(create_app(settings, policy=policy), access_log=None)
+    app = create_app(settings, policy=policy, services=services)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
+    await asyncio.wait_for(app[SERVICES].deploys.wait_recovered(), 60)
     return sandbox, runner
 
 
 def record_tokens(app: web.Application, seen: list[str]) -> None:
     """Keep every installation token the bot receives, to scan logs and pages for them."""
     tokens = app[GITHUB].tokens
+    seen.extend(token for token, _ in tokens._cache.values())  # fetched at start-up (recovery)
     fetch = tokens._fetch
 
     async def recording(installation_id: int) -> dict[str, Any]:

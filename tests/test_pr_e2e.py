@@ -17,23 +17,22 @@ import aiohttp
 import pytest
 
 from tests.conftest import EXAMPLE, webhook_headers
-from tests.e2e_support import (
+from tests.e2e_support import (  # noqa: F401 - re-exported for other e2e modules
     FAST,
-    MARKER,
     SECRET,
-    STAGING,
-    STAGING_TEXT,
     Stack,
     fresh_repo,
-    plan_runs,
+    git,
     record_tokens,
     start_stack,
 )
 
-__all__ = ["FAST", "MARKER", "STAGING", "STAGING_TEXT", "fresh_repo", "record_tokens"]
-
-pytest.importorskip("bot.sandbox.github.app", reason="the GitHub double")
+sandbox_app = pytest.importorskip("bot.sandbox.github.app", reason="the GitHub double")
 pytest.importorskip("bot.core.semantic", reason="the core planner")
+
+MARKER = "<!-- hubbot:plan -->"
+STAGING = "config/clusters/uni-a/staging.values.yaml"
+STAGING_TEXT = "jupyterhub:\n  singleuser:\n    memory:\n      guarantee: 512M\n      limit: 1G\n"
 
 
 @pytest.fixture
@@ -59,6 +58,10 @@ async def open_pr(stack: Stack, files: dict[str, str | None], branch: str = "edi
     answer = await stack.control("POST", "/pulls", {"head": branch, "base": "main"})
     await stack.settle()
     return int(answer["number"])
+
+
+def plan_runs(view: dict[str, Any], sha: str) -> list[dict[str, Any]]:
+    return [r for r in view["check_runs"] if r["name"] == "hubbot/plan" and r["head_sha"] == sha]
 
 
 async def test_a_pr_gets_one_comment_and_a_check_with_exact_annotations(

@@ -17,7 +17,7 @@ from importlib import resources
 from typing import Any
 
 from bot.core.findings import Finding, error
-from bot.core.yamlload import YamlProblem, load_yaml
+from bot.core.yamlload import Loaded, YamlProblem, load_yaml
 
 SETTINGS_PATH = "hubbot.yaml"
 
@@ -99,6 +99,7 @@ class DeploySettings:
     command: str = DEFAULT_COMMAND
     support_command: str = DEFAULT_SUPPORT_COMMAND
     namespace: str = "{hub}"
+    decrypt_secrets: bool = True
     health_check: str | None = None
     health_check_attempts: int = 3
     health_check_timeout_seconds: float = 60.0
@@ -228,7 +229,29 @@ def parse_settings(
                 )
             )
             return Settings(), findings
+    findings += _template_findings(raw, loaded, path)
+    if findings:
+        return Settings(), findings
     return build_settings(raw), findings
+
+
+TEMPLATE_KEYS = ("command", "support_command", "namespace", "health_check")
+
+
+def _template_findings(raw: Mapping[str, Any], loaded: Loaded, path: str) -> list[Finding]:
+    """A finding for each deploy template that names an unknown placeholder or is malformed."""
+    from bot.deploys.jobs import check_template  # pure; imported late to avoid a cycle
+
+    deploy = raw.get("deploy") or {}
+    found = []
+    for key in TEMPLATE_KEYS:
+        template = deploy.get(key)
+        if not isinstance(template, str):
+            continue
+        for problem in check_template(template):
+            line = loaded.line_of(("deploy", key))
+            found.append(error(path, line, "settings-template", f"deploy.{key}: {problem}"))
+    return found
 
 
 def build_settings(raw: Mapping[str, Any]) -> Settings:

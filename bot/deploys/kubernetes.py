@@ -478,8 +478,12 @@ class KubernetesExecutor(Executor):
 
 
 def _extra(job: DeployJob) -> dict[str, str]:
-    """Log record fields: the delivery that asked for this deploy, as every record carries."""
-    return {"delivery_id": job.labels.get("delivery", "-")}
+    """Log record fields: the delivery that asked for this deploy.
+
+    Named apart from `delivery_id`, which the web layer's record factory already sets on
+    every record (logging refuses an `extra` key that overwrites a record attribute).
+    """
+    return {"deploy_delivery": job.labels.get("delivery", "-")}
 
 
 def _pod_state(pod: Any) -> tuple[str, str, str]:

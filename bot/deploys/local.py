@@ -122,6 +122,8 @@ class LocalExecutor(Executor):
     async def _run_command(self, job: DeployJob, cwd: Path) -> DeployResult:
         env = {**self.env, **job.env, "HUBBOT_SHA": job.sha, "HUBBOT_CLUSTER": job.cluster}
         env["HUBBOT_HUB"] = job.hub or ""
+        if job.id in self._cancelled:  # cancelled while its checkout was being made
+            return DeployResult("cancelled", "cancelled before it started")
         proc = await asyncio.create_subprocess_exec(
             "/bin/sh",
             "-c",
@@ -134,6 +136,8 @@ class LocalExecutor(Executor):
             start_new_session=True,  # its own process group, so a timeout kills helm's children
         )
         self._running[job.id] = proc
+        if job.id in self._cancelled:  # cancelled while the process was being started
+            await self._kill(proc)
         buffer = bytearray()
         assert proc.stdout is not None
         reader = asyncio.create_task(self._collect(proc.stdout, buffer))
@@ -145,6 +149,12 @@ class LocalExecutor(Executor):
             return DeployResult(
                 "failure", f"timed out after {job.timeout_seconds:g} s", tail(bytes(buffer))
             )
+        except asyncio.CancelledError:
+            # The bot is stopping: never leave a deploy running in a checkout about to vanish.
+            # Its Deployment stays in progress, and recovery reruns it after the restart.
+            await self._kill(proc)
+            reader.cancel()
+            raise
         finally:
             self._running.pop(job.id, None)
         await reader

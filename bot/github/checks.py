@@ -92,14 +92,21 @@ def _output(title: str, summary: str, annotations: Iterable[dict[str, Any]]) -> 
 
 
 async def start_check(
-    gh: GitHubAPI, *, repo_url: str, head_sha: str, name: str = PLAN_CHECK
+    gh: GitHubAPI,
+    *,
+    repo_url: str,
+    head_sha: str,
+    name: str = PLAN_CHECK,
+    status: Literal["queued", "in_progress"] = "in_progress",
 ) -> CheckRun:
-    """Create the check run `in_progress` on `head_sha`.
+    """Create the check run `in_progress` (or `queued`) on `head_sha`.
 
     A create that failed ambiguously is looked up before it is repeated, so a
     retry never leaves a second run hanging in progress.
     """
-    body = {"name": name, "head_sha": head_sha, "status": "in_progress", "started_at": now_iso()}
+    body = {"name": name, "head_sha": head_sha, "status": status}
+    if status == "in_progress":
+        body["started_at"] = now_iso()
     settles_at: float | None = None
     for _attempt in range(3):
         try:

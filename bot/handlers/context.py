@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from bot.core.findings import Finding
 from bot.core.settings import Settings
 from bot.core.snapshot import Snapshot
+from bot.deploys.service import DeployService
 from bot.github.comments import CommentCache
+from bot.github.permissions import PermissionCache
 from bot.github.repo_settings import SettingsCache
 from bot.github.snapshot import SnapshotReader
 
@@ -51,3 +53,15 @@ class Services:
     settings: SettingsCache = field(default_factory=SettingsCache)
     comments: CommentCache = field(default_factory=CommentCache)
     plan: PlanFn = field(default_factory=_default_plan)
+    deploys: DeployService = field(default_factory=DeployService)
+
+    def __post_init__(self) -> None:
+        # Deploys read the same snapshots, settings and comments as planning does.
+        self.deploys.bind(
+            snapshots=self.snapshots,
+            settings=self.settings,
+            comments=self.comments,
+            app_id=self.app_id,
+        )
+
+    permissions: PermissionCache = field(default_factory=PermissionCache)

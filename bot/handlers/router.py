@@ -12,9 +12,11 @@ from typing import Any
 
 from gidgethub import routing, sansio
 
-from bot.handlers import default_branch, pull_requests
+from bot.handlers import closed, comments, default_branch, pull_requests, push
 
-router = routing.Router(pull_requests.router, default_branch.router)
+router = routing.Router(
+    pull_requests.router, default_branch.router, comments.router, push.router, closed.router
+)
 
 
 def job_key(event: sansio.Event) -> str:

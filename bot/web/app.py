@@ -9,6 +9,7 @@ dispatched through the merged router with the shared services.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 
@@ -17,11 +18,15 @@ import cachetools
 from aiohttp import web
 from gidgethub import routing, sansio
 
+from bot.deploys.service import DeployConfig, DeployService
 from bot.github.client import RetryPolicy
 from bot.github.factory import GitHubFactory
 from bot.handlers.context import PayloadError, Services
+from bot.web.deliveries import DeliveryLog
+from bot.web.deploys import deploy_log
 from bot.web.keys import (
     DELIVERIES,
+    DELIVERY_LOG,
     GITHUB,
     METRICS,
     QUEUE,
@@ -34,6 +39,7 @@ from bot.web.logs import install_record_factory
 from bot.web.metrics import CONTENT_TYPE, Metrics
 from bot.web.queue import Handler, Job, JobQueue, Observer
 from bot.web.settings import ServerSettings
+from bot.web.status import status_json, status_page
 from bot.web.webhook import receive
 
 logger = logging.getLogger(__name__)
@@ -62,13 +68,16 @@ def create_app(
 
         router = default_router
     app[ROUTER] = router
-    app[SERVICES] = services or Services(app_id=settings.app_id)
+    app[SERVICES] = services or Services(
+        app_id=settings.app_id, deploys=DeployService(deploy_config(settings))
+    )
     app[DELIVERIES] = cachetools.TTLCache(maxsize=DEDUPE_MAX, ttl=DEDUPE_TTL_SECONDS)
+    app[DELIVERY_LOG] = log = DeliveryLog()
     app[QUEUE] = JobQueue(
-        _dispatcher(app),
+        log.running(_dispatcher(app)),
         maxsize=settings.queue_size,
         workers=settings.workers,
-        on_done=_observer(app[METRICS]),
+        on_done=log.observer(_observer(app[METRICS])),
     )
     app[METRICS].queue_depth.set_function(lambda: app[QUEUE].depth)
     app[METRICS].queue_running.set_function(lambda: app[QUEUE].running)
@@ -77,9 +86,41 @@ def create_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/", status_page)  # POST / stays the webhook
+    app.router.add_get("/status.json", status_json)
+    app.router.add_get("/deploys/{attempt}", deploy_log)
     app.cleanup_ctx.append(_github(policy or RetryPolicy(timeout=settings.request_timeout)))
+    app.cleanup_ctx.append(_deploys)
     app.cleanup_ctx.append(_workers)
     return app
+
+
+def deploy_config(settings: ServerSettings) -> DeployConfig:
+    """The deploy service's server-side settings."""
+    return DeployConfig(
+        public_url=settings.public_url,
+        kube_host=settings.kube_host,
+        kube_token=settings.kube_token,
+        kube_ca=settings.kube_ca,
+        passthrough=settings.deploy_env,
+    )
+
+
+async def _deploys(app: web.Application) -> AsyncIterator[None]:
+    """Recover accepted deploys in the background at start; stop deploys cleanly at the end."""
+    deploys = app[SERVICES].deploys
+    deploys.start(app[GITHUB])
+    recovery = asyncio.create_task(deploys.recover(), name="hubbot-deploy-recovery")
+    recovery.add_done_callback(_log_failure)
+    yield
+    recovery.cancel()
+    await asyncio.gather(recovery, return_exceptions=True)
+    await deploys.close()
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("deploy recovery failed", exc_info=task.exception())
 
 
 def _github(policy: RetryPolicy) -> Callable[[web.Application], AsyncIterator[None]]:

@@ -9,6 +9,7 @@ from gidgethub import routing
 
 from bot.github.factory import GitHubFactory
 from bot.handlers.context import Services
+from bot.web.deliveries import DeliveryLog
 from bot.web.metrics import Metrics
 from bot.web.queue import JobQueue
 from bot.web.settings import ServerSettings
@@ -21,3 +22,4 @@ DELIVERIES = web.AppKey("deliveries", cachetools.TTLCache[tuple[str, str], bool]
 SERVICES = web.AppKey("services", Services)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 GITHUB = web.AppKey("github", GitHubFactory)
+DELIVERY_LOG = web.AppKey("delivery_log", DeliveryLog)

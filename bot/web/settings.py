@@ -44,6 +44,12 @@ class ServerSettings:
     request_timeout: float = 30.0
     max_webhook_bytes: int = MAX_WEBHOOK_BYTES
     requester: str = "hubbot"
+    # Deploys (issue 4): links in Deployment statuses, the Kubernetes executor, extra env.
+    public_url: str | None = None  # HUBBOT_PUBLIC_URL: this bot as GitHub users reach it
+    kube_host: str | None = None  # HUBBOT_KUBE_HOST; None: the in-cluster service account
+    kube_token: str | None = field(default=None, repr=False)  # HUBBOT_KUBE_TOKEN
+    kube_ca: str | None = None  # HUBBOT_KUBE_CA: a CA bundle file for kube_host
+    deploy_env: tuple[str, ...] = ()  # HUBBOT_DEPLOY_ENV: more variables a local deploy sees
 
 
 def load_settings(
@@ -83,7 +89,50 @@ def load_settings(
             1,
             10**5,
         ),
+        public_url=_public_url(pick("public_url", "HUBBOT_PUBLIC_URL")),
+        kube_host=_kube_host(pick("kube_host", "HUBBOT_KUBE_HOST")),
+        kube_token=pick("kube_token", "HUBBOT_KUBE_TOKEN"),
+        kube_ca=_kube_ca(pick("kube_ca", "HUBBOT_KUBE_CA")),
+        deploy_env=_deploy_env(pick("deploy_env", "HUBBOT_DEPLOY_ENV")),
     )
+
+
+def _public_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise SettingsError(f"HUBBOT_PUBLIC_URL must be an http(s) URL, got {value!r}")
+    return value.rstrip("/")
+
+
+def _kube_host(value: str | None) -> str | None:
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise SettingsError(f"HUBBOT_KUBE_HOST must be the API server's URL, got {value!r}")
+    return value.rstrip("/")
+
+
+def _kube_ca(value: str | None) -> str | None:
+    if value is not None and not Path(value).expanduser().is_file():
+        raise SettingsError(f"HUBBOT_KUBE_CA: no such file: {value}")
+    return value
+
+
+_ENV_NAME = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def _deploy_env(value: str | None) -> tuple[str, ...]:
+    """Names of environment variables deploys may also see (comma or space separated)."""
+    names = tuple(n for n in re.split(r"[,\s]+", value or "") if n)
+    for name in names:
+        if not _ENV_NAME.match(name):
+            raise SettingsError(f"HUBBOT_DEPLOY_ENV: {name!r} is not a variable name")
+        if name.startswith("HUBBOT_"):
+            raise SettingsError(f"HUBBOT_DEPLOY_ENV: {name} is the bot's own; deploys never see it")
+    return names
 
 
 def _app_id(value: str | None) -> str:

@@ -20,7 +20,7 @@ from aiohttp import web
 from gidgethub import sansio
 
 from bot.handlers.router import coalesce_tag, job_key
-from bot.web.keys import DELIVERIES, METRICS, QUEUE, ROUTER, SETTINGS
+from bot.web.keys import DELIVERIES, DELIVERY_LOG, METRICS, QUEUE, ROUTER, SETTINGS
 from bot.web.logs import delivery_context
 from bot.web.queue import Job, QueueClosed, QueueFull
 
@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = "30"
 _REQUIRED = ("x-github-event", "x-github-delivery")
 _CONTENT_TYPES = ("application/json", "application/x-www-form-urlencoded")
+# The parsed payload once its signature checked out (or checks are off), for the delivery log.
+_VERIFIED = web.RequestKey("verified_payload", dict[str, Any])
 
 
 @functools.lru_cache(maxsize=64)
@@ -60,6 +62,13 @@ async def receive(request: web.Request) -> web.Response:
     with delivery_context(delivery):
         response, result = await _receive(request, event_name)
     request.app[METRICS].delivery(event_name, result)
+    request.app[DELIVERY_LOG].record(
+        delivery_id=delivery,
+        event=event_name,
+        status=response.status,
+        answer=result,
+        payload=request.get(_VERIFIED),
+    )
     return response
 
 
@@ -100,6 +109,7 @@ async def _receive(request: web.Request, event_name: str | None) -> tuple[web.Re
         return _answer(400, "body is nested too deeply"), "bad_request"
     if not isinstance(data, dict):
         return _answer(400, "body must be a JSON object"), "bad_request"
+    request[_VERIFIED] = data
     event = sansio.Event(
         data, event=headers["x-github-event"], delivery_id=headers["x-github-delivery"]
     )

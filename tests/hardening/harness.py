@@ -193,6 +193,7 @@ async def run_scenario(
             stack = Stack(sandbox, f"http://127.0.0.1:{port}", runner.app, http, [])
             record_tokens(runner.app, stack.tokens)
             await stack.control("POST", "/webhook", {"url": f"{stack.bot_url}/webhook"})
+            start = len(sandbox.requests)  # start-up recovery's calls are not the scenario's
             if before is not None:
                 await before(stack)
             number = await scenario(stack)
@@ -205,7 +206,7 @@ async def run_scenario(
         await sandbox.close()
         watch.uninstall()
     return RunResult(
-        calls=calls_of(sandbox.requests),
+        calls=calls_of(sandbox.requests[start:]),
         view=view,
         loop_errors=watch.describe(),
         violations=list(sandbox.violations),

@@ -51,7 +51,7 @@ async def clean_run(template: Path, where: Path, checker: Any) -> RunResult:
     assert "uni-a" in comment["body"]
     (run,) = clean.plan_runs
     assert (run["status"], run["conclusion"]) == ("completed", "success")
-    assert [c.method for c in clean.calls][:2] == ["POST", "POST"]  # token, then the check
+    assert any(c.method == "POST" and c.path.endswith("/check-runs") for c in clean.calls)
     assert all(not c.path.startswith("/_sandbox") for c in clean.calls)
     return clean
 
@@ -188,7 +188,7 @@ async def test_token_expiry_at_every_call_of_a_pr_plan(
     problems = []
     for call, result in zip(clean.calls, results, strict=True):
         found = judge(hold, call, clean, result)
-        if call.index > 0 and len(result.tokens) < 2:
+        if len(result.tokens) < 2:  # one at start-up (or the plan's first call), one after
             found.append("no new token was fetched after the expiry")
         problems += [f"token expiry at {call.label}: {p}" for p in found]
     assert not problems, "\n".join(problems)

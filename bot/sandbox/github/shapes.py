@@ -311,7 +311,9 @@ class Shapes:
             "node_id": node_id("Label", label.id),
             "url": f"{self.repo_url()}/labels/{label.name}",
             "name": label.name,
-            "description": label.description,
+            # GitHub sends null for a label without one, but its REST description says a
+            # string in pull-request-simple (list pulls, commits/{sha}/pulls): say "".
+            "description": label.description or "",
             "color": label.color,
             "default": False,
         }

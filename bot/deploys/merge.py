@@ -1,0 +1,153 @@
+"""Deploy on merge: plan a push to the default branch and hand its targets to the rollout.
+
+The range `before..after` is planned in semantic mode with the settings of the default
+branch at `after` (the rules just merged) and the merged PR's labels. Errors in the plan
+deploy nothing, and say so: a `hubbot/deploy` check concluded `failure` with each error
+as an annotation, and the merged PR's deploy comment. A plan with nothing to deploy gets
+a concluded check too (and a comment when a label or an unchanged value skipped
+releases), so every merge says what became of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from gidgethub.abc import GitHubAPI
+
+from bot.core.findings import Finding, has_errors, sort_findings
+from bot.core.planner import Plan, Target, settings_of
+from bot.core.semantic import plan_snapshots
+from bot.deploys.progress import DEPLOY_CHECK, DEPLOY_MARKER
+from bot.deploys.schedule import Stage, Step
+from bot.github.checks import annotation, complete_check, start_check
+from bot.github.comments import upsert_comment
+from bot.github.snapshot import RepoRef
+
+if TYPE_CHECKING:
+    from bot.deploys.service import DeployService, MergeOutcome
+
+MAX_LISTED = 30
+
+
+def steps_of(plan: Plan) -> list[Step]:
+    """The schedule steps of a plan: support releases, staging hubs, prod hubs."""
+    lists: tuple[tuple[Stage, tuple[Target, ...]], ...] = (
+        ("support", plan.support),
+        ("staging", plan.staging),
+        ("prod", plan.prod),
+    )
+    return [Step(t.cluster, t.hub, stage, reasons=t.reasons) for stage, ts in lists for t in ts]
+
+
+async def plan_merge(
+    service: DeployService,
+    gh: GitHubAPI,
+    repo: RepoRef,
+    *,
+    before: str,
+    after: str,
+    pr: int | None,
+    labels: Sequence[str],
+    comments_url: str | None,
+    source: str,
+    actor: str,
+    delivery: str,
+) -> MergeOutcome:
+    """Plan the push and submit its steps, or report why nothing deploys."""
+    from bot.deploys.service import MergeOutcome
+
+    head = await service.snapshots.at_commit(gh, repo, after)
+    base = await service.snapshots.at_commit(gh, repo, before)
+    settings, settings_findings = settings_of(head)
+    plan = await asyncio.to_thread(plan_snapshots, base, head, settings, tuple(labels))
+    findings = sort_findings([*plan.findings, *settings_findings])
+    report = _Report(gh, repo, after, pr, comments_url, service)
+    if has_errors(findings):
+        await report.blocked(findings)
+        errors = sum(1 for f in findings if f.is_error)
+        return MergeOutcome([], plan, f"{errors} error(s) block the deploy")
+    steps = steps_of(plan)
+    if not steps:
+        await report.nothing(plan)
+        return MergeOutcome([], plan, "nothing to deploy")
+    ctx = service.context(gh, repo, settings)
+    waves = await service.submit(
+        ctx,
+        steps,
+        settings,
+        kind="merge",
+        sha=after,
+        actor=actor,
+        pr=pr,
+        comments_url=comments_url,
+        source=source,
+        delivery=delivery,
+    )
+    return MergeOutcome(waves, plan, f"queued {len(steps)} target(s) in {len(waves)} wave(s)")
+
+
+class _Report:
+    """Check run and comment for a push that deploys nothing."""
+
+    def __init__(
+        self,
+        gh: GitHubAPI,
+        repo: RepoRef,
+        sha: str,
+        pr: int | None,
+        comments_url: str | None,
+        service: DeployService,
+    ) -> None:
+        self.gh, self.repo, self.sha, self.pr = gh, repo, sha, pr
+        self.comments_url, self.service = comments_url, service
+
+    async def blocked(self, findings: Sequence[Finding]) -> None:
+        errors = [f for f in findings if f.is_error]
+        title = f"❌ Not deployed: {len(errors)} error(s) on the default branch at {self.sha[:7]}"
+        lines = [f"- `{f.path}`:{f.line or '-'} {f.message}" for f in errors[:MAX_LISTED]]
+        if len(errors) > MAX_LISTED:
+            lines.append(f"- … and {len(errors) - MAX_LISTED} more")
+        body = f"### {title}\n\nhubbot deploys nothing while these errors stand:\n\n"
+        body += "\n".join(lines) + "\n\nFix them in a new pull request; its merge deploys."
+        await self._check("failure", title, body, [annotation(f) for f in findings])
+        await self._comment(body)
+
+    async def nothing(self, plan: Plan) -> None:
+        if plan.skipped:
+            title = f"Nothing deployed: {len(plan.skipped)} release(s) skipped"
+            lines = [f"- `{t.name}`: {'; '.join(t.reasons)}" for t in plan.skipped[:MAX_LISTED]]
+            body = f"### ➖ {title}\n\n" + "\n".join(lines)
+            await self._check("skipped", title, body, [])
+            await self._comment(body)
+            return
+        title = "Nothing to deploy: this change touches no release"
+        await self._check("neutral", title, f"### {title}", [])
+
+    async def _check(
+        self, conclusion: str, title: str, summary: str, annotations: list[dict[str, object]]
+    ) -> None:
+        run = await start_check(
+            self.gh, repo_url=self.repo.url, head_sha=self.sha, name=DEPLOY_CHECK
+        )
+        await complete_check(
+            self.gh,
+            run,
+            conclusion=conclusion,  # type: ignore[arg-type]
+            title=title,
+            summary=summary,
+            annotations=annotations,
+        )
+
+    async def _comment(self, body: str) -> None:
+        if self.pr is None or self.comments_url is None:
+            return
+        await upsert_comment(
+            self.gh,
+            comments_url=self.comments_url,
+            key=(self.repo.full_name, self.pr, DEPLOY_MARKER),
+            body=f"{DEPLOY_MARKER}\n{body}",
+            cache=self.service.comments,
+            app_id=self.service.app_id,
+        )
