@@ -386,8 +386,11 @@ async def test_no_token_key_secret_or_decrypted_value_in_anything_the_bot_wrote(
         },
     )
     await secured.open_pr("three", {PROD: "jupyterhub: [unclosed\n"})
-    async with stack.http.get(f"{stack.bot_url}/metrics") as resp:
-        metrics = await resp.text()
+    pages = {}
+    for page in ("/metrics", "/", "/status.json", "/readyz", "/healthz"):
+        async with stack.http.get(f"{stack.bot_url}{page}") as resp:
+            assert resp.status == 200, page
+            pages[f"page {page}"] = await resp.text()
     key_lines = [ln for ln in stack.sandbox.private_key.splitlines() if "-----" not in ln]
     tokens = secured.recorder.issued_tokens()
     assert len(tokens) >= 2 and set(tokens) <= set(stack.tokens)
@@ -396,7 +399,7 @@ async def test_no_token_key_secret_or_decrypted_value_in_anything_the_bot_wrote(
         **published(stack),
         "logs": caplog.text,
         "requests to GitHub": secured.recorder.sent_text(),
-        "metrics": metrics,
+        **pages,
     }
     assert leaks(secrets, places) == []
     assert "PRIVATE KEY" not in caplog.text and "ghs_" not in caplog.text
