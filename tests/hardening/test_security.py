@@ -100,9 +100,14 @@ def without_shas(body: str) -> str:
 
 
 # ---- replays and forged signatures -------------------------------------------------------
-def delivered(stack: Stack, event: str, action: str) -> Any:
-    """The double's first delivery of an event and action (its exact signed body)."""
-    return next(d for d in stack.sandbox.deliveries if (d.event, d.action) == (event, action))
+def delivered(stack: Stack, event: str, action: str | None, *, ref: bytes = b"") -> Any:
+    """The double's last delivery of an event and action (its exact signed body)."""
+    found = [
+        d
+        for d in stack.sandbox.deliveries
+        if (d.event, d.action) == (event, action) and ref in d.payload
+    ]
+    return found[-1]
 
 
 def headers_for(stack: Stack, delivery: Any, *, guid: str, signature: str) -> dict[str, str]:
@@ -152,6 +157,41 @@ async def test_a_replayed_delivery_is_processed_once(secured: Secured) -> None:
     again = await stack.pull(number)
     assert plan_comment(again) == plan_comment(view)
     assert all(r["status"] == "completed" for r in again["check_runs"])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known, for the deploy side: a replayed push (new delivery id, its valid signature) "
+    "deploys its old commit after a newer merge, rolling prod back",
+)
+async def test_a_replayed_old_push_never_rolls_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, openapi_checker: Any
+) -> None:
+    from tests.deploy_support import (
+        COMMON,
+        edited,
+        merge_change,
+        needs_tools,
+        running,
+        tools_path,
+    )
+
+    needs_tools()
+    tools_path(monkeypatch)
+    async with running(tmp_path, openapi_checker) as stack:
+        await merge_change(stack, {COMMON: edited(COMMON, "one")}, branch="one")
+        old = delivered(stack, "push", None, ref=b'"refs/heads/main"')
+        await merge_change(stack, {COMMON: edited(COMMON, "two")}, branch="two")
+        head = git(Path(stack.sandbox.context.repo.path), "rev-parse", "main").strip()
+        seen = len(await stack.control("GET", "/deployments"))
+        signature = sign(old.payload, SECRET)
+        status = await Secured(stack, RecordingChecker()).post(
+            old.payload, headers_for(stack, old, guid="replayed-push", signature=signature)
+        )
+        assert status == 202  # GitHub signs the body only: it verifies
+        await stack.deployed()
+        later = (await stack.control("GET", "/deployments"))[seen:]
+    assert all(d["sha"] == head for d in later), [(d["environment"], d["sha"]) for d in later]
 
 
 def sha1(body: bytes, secret: str) -> str:
