@@ -142,6 +142,7 @@ class RunResult:
     handler_errors: int = 0
     tokens: list[str] = field(default_factory=list)
     exchanges: RecordingChecker | None = None
+    faults_fired: int = 0  # requests the injected faults hit
 
     @property
     def head_sha(self) -> str:
@@ -196,11 +197,13 @@ async def run_scenario(
             start = len(sandbox.requests)  # start-up recovery's calls are not the scenario's
             if before is not None:
                 await before(stack)
+            planned = await stack.control("GET", "/faults")
             number = await scenario(stack)
             await stack.settle()
             await _delayed_requests_done(stack)
             view = await stack.pull(number)
             errors = handler_errors(runner.app[METRICS])
+            faults = await stack.control("GET", "/faults")
     finally:
         await runner.cleanup()
         await sandbox.close()
@@ -213,6 +216,7 @@ async def run_scenario(
         handler_errors=errors,
         tokens=stack.tokens,
         exchanges=recorder,
+        faults_fired=sum(int(f["times"]) for f in planned) - sum(int(f["times"]) for f in faults),
     )
 
 
