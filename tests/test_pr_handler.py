@@ -387,3 +387,14 @@ async def test_a_shutdown_mid_plan_still_concludes_the_check(
     final = world.checks()[-1]
     assert (final["status"], final["conclusion"]) == ("completed", "failure")
     assert "stopped" in final["output"]["summary"]
+
+
+@pytest.mark.parametrize("repository", [7, "octo/infra", ["octo"], None])
+async def test_a_push_without_a_repository_object_is_a_payload_error(repository: Any) -> None:
+    from bot.handlers.context import PayloadError
+
+    push = {**sample("push", "push"), "repository": repository}
+    with pytest.raises(PayloadError):
+        await router.dispatch(
+            sansio.Event(push, event="push", delivery_id="p"), object(), services=Services()
+        )

@@ -23,6 +23,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Literal
 
+from bot.core import filecache
 from bot.core.findings import sort_findings
 from bot.core.model import CLUSTER_FILE, Cluster, Repository, is_secret_path, load_repository
 from bot.core.planner import Plan, Reasons, TargetKey, file_reason, finish_plan, summarize
@@ -212,7 +213,14 @@ class _Comparison:
     def _parsed(self, snapshot: Snapshot, path: str, blob: str) -> Any:
         if blob not in self._data:
             try:
-                self._data[blob] = canonical(load_yaml(snapshot.read(path)).data)
+                # YAML files through the shared cache (validation parses them too); JSON
+                # is compared as YAML reads it, as it always was.
+                loaded = (
+                    load_yaml(snapshot.read(path))
+                    if path.endswith(".json")
+                    else filecache.parse(snapshot, path)
+                )
+                self._data[blob] = canonical(loaded.data)
             except YamlProblem:
                 self._data[blob] = _UNPARSEABLE
         return self._data[blob]
