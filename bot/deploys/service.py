@@ -160,6 +160,7 @@ class DeployService:
             source=source,
             actor=actor,
             delivery=delivery,
+            default_branch=default_branch,
         )
         logger.info("push %s..%s to %s: %s", before[:7], after[:7], repo.full_name, outcome.why)
         return outcome.waves

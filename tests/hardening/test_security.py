@@ -159,11 +159,6 @@ async def test_a_replayed_delivery_is_processed_once(secured: Secured) -> None:
     assert all(r["status"] == "completed" for r in again["check_runs"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known, for the deploy side: a replayed push (new delivery id, its valid signature) "
-    "deploys its old commit after a newer merge, rolling prod back",
-)
 async def test_a_replayed_old_push_never_rolls_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, openapi_checker: Any
 ) -> None:
