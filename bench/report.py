@@ -446,12 +446,20 @@ def load_table(run: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+BUSY = 0.1  # share of the machine other processes may use before the run counts as busy
+
+
+def busiest(run: dict[str, Any]) -> float:
+    """The largest share of the machine other processes used during one benchmark."""
+    shares = [sec["load"]["others_share"] for sec in run["sections"].values() if sec.get("load")]
+    return max(shares, default=0.0)
+
+
 def load_sentence(run: dict[str, Any]) -> str:
     """One sentence on how loaded the machine was, and what the numbers mean."""
     m = run["machine"]
-    shares = [sec["load"]["others_share"] for sec in run["sections"].values() if sec.get("load")]
-    worst = max(shares, default=0.0)
-    quiet = "quiet" if worst < 0.1 else "busy: figures may be slower than on a quiet machine"
+    worst = busiest(run)
+    quiet = "quiet" if worst < BUSY else "busy: figures may be slower than on a quiet machine"
     return (
         f"Load average (1 min) {m.get('loadavg_before', 0):.2f} before the run and"
         f" {m.get('loadavg_after', 0):.2f} after, on {m.get('cpus')} CPUs. Other processes"
@@ -480,6 +488,13 @@ def summary(run: dict[str, Any]) -> list[str]:
         )
         line += "."
     lines = [line]
+    if busiest(run) >= BUSY:
+        lines += [
+            "",
+            f"**The machine was busy:** other processes used up to {100 * busiest(run):.0f}% of"
+            " it during a benchmark (see below), so timings are slower than on a quiet machine."
+            " Regenerate on a quiet one before quoting them.",
+        ]
     failed = [f"`{n}`: {sec['error']}" for n, sec in run["sections"].items() if sec.get("error")]
     if failed:
         lines += ["", "**Failed:** " + "; ".join(failed) + "."]

@@ -1,12 +1,14 @@
 """Run every benchmark once, in one process tree, and write BENCHMARKS.md.
 
     .venv/bin/python bench/run_all.py [--quick] [--out BENCHMARKS.md] [--raw FILE] [--only NAME,...]
+    .venv/bin/python bench/run_all.py --from-raw FILE [--out BENCHMARKS.md]
 
 Each benchmark runs as its own subprocess with `--json`: its human report streams to this
 terminal (stderr) as it runs, and its figures come back as one JSON object on stdout.
 Around each one the machine's load is sampled, so the file says how busy the machine was.
 `--quick` takes fewer runs and shorter loads: a smoke run (about a minute), not figures to
-publish. A full run takes about three minutes on a 2-core machine.
+publish. A full run takes about three minutes on a 2-core machine. `--raw` keeps every
+figure as JSON; `--from-raw` writes the markdown again from such a file, running nothing.
 
 Exit code: 0 when every benchmark produced figures (missed targets are written in the
 file, as missed), 1 when one failed or timed out (the file still says which), 2 on usage.
@@ -231,9 +233,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer runs: a smoke run")
     parser.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     parser.add_argument("--raw", type=Path, help="also write every figure as JSON here")
+    parser.add_argument(
+        "--from-raw", type=Path, help="run nothing: write the markdown from a --raw file"
+    )
     parser.add_argument("--only", help="comma-separated benchmarks: " + ",".join(
         b.name for b in BENCHES))  # fmt: skip
     args = parser.parse_args(argv)
+    if args.from_raw:
+        args.out.write_text(render(json.loads(args.from_raw.read_text())))
+        return 0
     chosen = BENCHES
     if args.only:
         names = set(args.only.split(","))

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from bench.report import AREAS, render
-from bench.run_all import CpuSample, last_json, load_between
+from bench.run_all import Bench, CpuSample, last_json, load_between, main, run_bench
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDED = Path(__file__).parent / "samples" / "bench" / "run_all.json"
@@ -65,6 +65,8 @@ def test_every_area_and_fact_is_written_and_every_target_met(run: dict[str, Any]
     assert set(verdicts.values()) == {"met"}
     assert "**15 of 15 targets met.**" in markdown
     assert "missed" not in markdown and "Not measured" not in markdown
+    assert "machine was busy" not in markdown
+    assert "Other processes used at most 2% of the machine during a benchmark (quiet)" in markdown
 
 
 @pytest.mark.parametrize(
@@ -139,6 +141,7 @@ def test_a_quick_run_and_a_busy_machine_say_so(run: dict[str, Any]) -> None:
     assert "quick smoke run with fewer runs, not for publishing" in markdown
     assert "Other processes used at most 42% of the machine" in markdown
     assert "busy: figures may be slower" in markdown
+    assert "**The machine was busy:** other processes used up to 42% of it" in markdown
     assert re.search(r"\| plan \| \d+ s \| [\d.]+ → [\d.]+ \| 42% of the machine \|", markdown)
 
 
@@ -156,6 +159,46 @@ def test_load_between_takes_out_this_runs_own_cpu() -> None:
     assert load["own_cpu_s"] == 10.0
     assert load["others_share"] == round(2.0 / (10.0 * cpus), 3)
     assert load["steal_share"] == round(1.0 / (10.0 * cpus), 3)
+
+
+@pytest.mark.parametrize(
+    ("script", "timeout", "error"),
+    [
+        (
+            "print('a report, then no figures'); raise SystemExit(3)",
+            60.0,
+            "exit code 3, no figures",
+        ),
+        ("import threading; threading.Event().wait()", 0.5, "timed out after 0.5 s"),
+    ],
+)
+def test_a_benchmark_without_figures_is_an_error_not_a_crash(
+    tmp_path: Path, script: str, timeout: float, error: str
+) -> None:
+    path = tmp_path / "bench_broken.py"
+    path.write_text(script + "\n")
+    section = run_bench(Bench("broken", str(path)), quick=True, timeout=timeout)
+    assert section["error"].startswith(error)
+    assert "figures" not in section and section["load"]["own_cpu_s"] >= 0
+
+
+def test_a_benchmark_with_figures_after_its_report(tmp_path: Path) -> None:
+    path = tmp_path / "bench_fine.py"
+    path.write_text(
+        "import sys, json\nprint('report')\nprint(json.dumps({'argv': sys.argv[1:]}))\n"
+    )
+    section = run_bench(Bench("fine", str(path), quick=("--runs", "2")), quick=True)
+    assert section["figures"] == {"argv": ["--runs", "2", "--json"]}
+    assert section["exit_code"] == 0 and "error" not in section
+
+
+def test_from_raw_writes_the_same_markdown_without_running_anything(
+    tmp_path: Path, run: dict[str, Any]
+) -> None:
+    raw, out = tmp_path / "run.json", tmp_path / "BENCHMARKS.md"
+    raw.write_text(json.dumps(run))
+    assert main(["--from-raw", str(raw), "--out", str(out)]) == 0
+    assert out.read_text() == render(run)
 
 
 @pytest.mark.skipif(
