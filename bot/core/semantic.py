@@ -81,7 +81,7 @@ def with_proposed_settings(plan: Plan, head: Snapshot, changed: Collection[str])
         return plan
     _, problems = parse_settings(head.read(SETTINGS_PATH))
     note = (
-        f"This change edits `{SETTINGS_PATH}`: it was checked, but this plan follows the "
+        f"This change edits {SETTINGS_PATH}: it was checked, but this plan follows the "
         "settings already merged; the new ones apply once this change is merged."
     )
     return replace(
