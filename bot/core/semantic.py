@@ -62,12 +62,20 @@ def plan_snapshots(
     labels: Collection[str] = (),
     *,
     validate: bool = True,
+    diffs: bool = False,
 ) -> Plan:
-    """Semantic mode: what deploys when `base` becomes `head` (settings from the base)."""
+    """Semantic mode: what deploys when `base` becomes `head` (settings from the base).
+
+    With `diffs`, each release that deploys carries the diff of its effective values.
+    """
     base_repo = load_repository(base, settings)
     head_repo = load_repository(head, settings)
     changed = changed_paths(base, head)
     plan = plan_repositories(base_repo, head_repo, changed, labels, validate=validate)
+    if diffs:
+        from bot.core.diff import with_diffs  # lazy: diffs render values with Jsonnet
+
+        plan = with_diffs(plan, base_repo, head_repo)
     return with_proposed_settings(plan, head, changed) if validate else plan
 
 

@@ -33,7 +33,7 @@ def plan_change(
     pr: int | None = None,
 ) -> PlanOutcome:
     """Plan `base` → `head` under `settings` and `labels`, with extra findings (hubbot.yaml's)."""
-    plan = plan_snapshots(base, head, settings, tuple(labels))
+    plan = plan_snapshots(base, head, settings, tuple(labels), diffs=True)
     if extra_findings:
         merged = tuple(sort_findings([*plan.findings, *extra_findings]))
         plan = dataclasses.replace(plan, findings=merged)
