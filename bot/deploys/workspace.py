@@ -45,9 +45,18 @@ class SnapshotWorkspace:
             # GitHub down, SHA gone: the deploy ends as an error that says why
             reason = type(exc).__name__
             raise CheckoutError(f"cannot read {sha[:12]} from GitHub: {reason}") from exc
-        with tempfile.TemporaryDirectory(prefix="hubbot-checkout-", dir=self.parent) as tmp:
+        with tempfile.TemporaryDirectory(
+            prefix="hubbot-checkout-", dir=self.parent, ignore_cleanup_errors=True
+        ) as tmp:
             root = Path(tmp)
-            await asyncio.to_thread(write_tree, snapshot, root)
+            writer = asyncio.ensure_future(asyncio.to_thread(write_tree, snapshot, root))
+            try:
+                await asyncio.shield(writer)
+            except asyncio.CancelledError:
+                # The thread cannot be stopped: let it finish before the folder is removed,
+                # or the removal races the writes (a shutdown mid-checkout).
+                await asyncio.wait([writer])
+                raise
             yield root
 
 
