@@ -1,0 +1,76 @@
+"""Focused tests of what the rollout fault runs found (each fix, one unit at a time).
+
+- a late copy of a timed-out write must not overwrite a newer write to the same resource;
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+from typing import Any
+
+import aiohttp
+import gidgethub
+import pytest
+from aiohttp import web
+
+from bot.github.client import AmbiguousWrite, GitHubClient, RetryPolicy
+from bot.github.snapshot import RepoRef
+
+REPO = RepoRef("o", "r", "https://api.github.com/repos/o/r")
+SHA = "a" * 40
+BROKEN = gidgethub.GitHubBroken(http.HTTPStatus.BAD_GATEWAY)
+
+
+class Sleeps:
+    """The client's sleep, recorded instead of slept."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "first"),
+    [
+        ("PATCH", "/repos/o/r/issues/comments/1", "timeout"),  # a comment edit lands late
+        ("PATCH", "/repos/o/r/check-runs/1", "502"),  # a check's progress after its end
+        ("POST", "/repos/o/r/deployments/1/statuses", "timeout"),  # `in_progress` last
+    ],
+)
+async def test_a_write_after_a_failed_write_to_the_same_resource_waits_until_it_settled(
+    aiohttp_server: Any, method: str, path: str, first: str
+) -> None:
+    seen: list[str] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        seen.append(f"{request.method} {request.path}")
+        if len(seen) == 1 and first == "timeout":
+            await asyncio.sleep(0.5)  # answered after the client gave up
+        if len(seen) == 1 and first == "502":
+            return web.json_response({"message": "bad gateway"}, status=502)
+        return web.json_response({"id": 1}, status=201 if method == "POST" else 200)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    server = await aiohttp_server(app)
+    sleeps = Sleeps()
+    policy = RetryPolicy(attempts=3, timeout=0.1, late_write_seconds=5.0)
+    async with aiohttp.ClientSession() as session:
+        gh = GitHubClient(
+            session, "t", base_url=str(server.make_url("")), policy=policy, sleep=sleeps
+        )
+        write = gh.post if method == "POST" else gh.patch
+        try:
+            await write(path, data={})
+        except AmbiguousWrite:  # a POST is not repeated blindly: its caller decides
+            assert method == "POST"
+        waits_before = len(sleeps.waits)
+        await gh.getitem(path)  # reads never wait
+        await write(path + "0", data={})  # nor writes to another resource
+        assert sleeps.waits[waits_before:] == []
+        await write(path, data={})  # the same resource: after the earlier write settled
+    (wait,) = sleeps.waits[waits_before:]
+    assert 4.0 < wait <= 5.0
