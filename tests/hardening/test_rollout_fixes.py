@@ -1,21 +1,26 @@
 """Focused tests of what the rollout fault runs found (each fix, one unit at a time).
 
 - a late copy of a timed-out write must not overwrite a newer write to the same resource;
+- a Deployment whose create timed out is looked up once it would have landed, not made twice;
 """
 
 from __future__ import annotations
 
 import asyncio
 import http
+import time
 from typing import Any
 
 import aiohttp
 import gidgethub
 import pytest
 from aiohttp import web
+from gidgethub import sansio
 
 from bot.github.client import AmbiguousWrite, GitHubClient, RetryPolicy
+from bot.github.deployments import create_deployment
 from bot.github.snapshot import RepoRef
+from tests.conftest import Answers, FakeGH
 
 REPO = RepoRef("o", "r", "https://api.github.com/repos/o/r")
 SHA = "a" * 40
@@ -74,3 +79,38 @@ async def test_a_write_after_a_failed_write_to_the_same_resource_waits_until_it_
         await write(path, data={})  # the same resource: after the earlier write settled
     (wait,) = sleeps.waits[waits_before:]
     assert 4.0 < wait <= 5.0
+
+
+async def test_a_timed_out_deployment_create_is_looked_up_once_it_would_have_landed() -> None:
+    environment = "c/h"
+    lookup = sansio.format_url(
+        f"{REPO.url}/deployments{{?sha,environment,per_page}}",
+        {"sha": SHA, "environment": environment, "per_page": 100},
+    )
+    late = {
+        "id": 9,
+        "url": f"{REPO.url}/deployments/9",
+        "environment": environment,
+        "sha": SHA,
+        "payload": {"hubbot": {"attempt": "att-1"}},
+    }
+    lost = AmbiguousWrite("POST", "/deployments", "timed out", settles_at=time.monotonic() + 0.05)
+    gh = FakeGH(
+        {
+            ("POST", f"{REPO.url}/deployments"): lost,
+            # Not there yet when the create failed; there once it would have landed.
+            ("GET", lookup): Answers([], [late]),
+        }
+    )
+    ref = await create_deployment(
+        gh,
+        REPO.url,
+        sha=SHA,
+        environment=environment,
+        production=False,
+        transient=False,
+        payload={"attempt": "att-1"},
+        description="d",
+    )
+    assert ref.id == 9
+    assert gh.urls("POST") == [f"{REPO.url}/deployments"]  # never created a second time
