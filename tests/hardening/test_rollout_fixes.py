@@ -2,6 +2,7 @@
 
 - a late copy of a timed-out write must not overwrite a newer write to the same resource;
 - a Deployment whose create timed out is looked up once it would have landed, not made twice;
+- a final Deployment status (or a check's conclusion) that GitHub fails is written again;
 """
 
 from __future__ import annotations
@@ -17,7 +18,12 @@ import pytest
 from aiohttp import web
 from gidgethub import sansio
 
+from bot.deploys.executor import DeployJob
+from bot.deploys.reporter import GitHubReporter
+from bot.deploys.rollout import StepOutcome
+from bot.deploys.schedule import Step, Wave
 from bot.github.client import AmbiguousWrite, GitHubClient, RetryPolicy
+from bot.github.comments import CommentCache
 from bot.github.deployments import create_deployment
 from bot.github.snapshot import RepoRef
 from tests.conftest import Answers, FakeGH
@@ -114,3 +120,49 @@ async def test_a_timed_out_deployment_create_is_looked_up_once_it_would_have_lan
     )
     assert ref.id == 9
     assert gh.urls("POST") == [f"{REPO.url}/deployments"]  # never created a second time
+
+
+def reporter_with(gh: FakeGH) -> GitHubReporter:
+    """A reporter whose failed writes are tried again at once."""
+    return GitHubReporter(gh, REPO, comments=CommentCache(), retry_delays=(0.0, 0.0, 0.0))
+
+
+async def report_one_deploy(reporter: GitHubReporter) -> None:
+    """One staging target queued, started and deployed, reported to the end."""
+    step = Step("c", "h", "staging", sha=SHA, wave=1)
+    wave = Wave(1, "c", "main", SHA, steps={step.key: step}, state={step.key: "queued"})
+    origin = reporter.new_origin(
+        kind="merge", sha=SHA, actor="a", pr=None, asked=frozenset({step.key})
+    )
+    reporter.expect(origin)
+    await reporter.queued([wave])
+    await reporter.started(step, DeployJob("j", "o/r", "c", "h", SHA, "true", 60.0))
+    await reporter.finished(step, StepOutcome("success", "deployed"))
+    await reporter.flush()
+
+
+def github_for_one_deploy(statuses: Any, conclude: Any) -> FakeGH:
+    run = {"id": 1, "url": f"{REPO.url}/check-runs/1"}
+    deployment = {"id": 5, "url": f"{REPO.url}/deployments/5", "environment": "c/h", "sha": SHA}
+    return FakeGH(
+        {
+            ("POST", f"{REPO.url}/check-runs"): run,
+            ("PATCH", run["url"]): conclude,
+            ("POST", f"{REPO.url}/deployments"): deployment,
+            ("POST", f"{deployment['url']}/statuses"): statuses,
+        }
+    )
+
+
+async def test_a_final_status_github_fails_is_written_again() -> None:
+    gh = github_for_one_deploy(Answers({}, {}, BROKEN, BROKEN, {}), {})
+    await report_one_deploy(reporter_with(gh))
+    states = [data["state"] for method, url, data in gh.calls if url.endswith("/statuses")]
+    assert states == ["queued", "in_progress", "success", "success", "success"]
+
+
+async def test_a_check_conclusion_github_fails_is_written_again() -> None:
+    gh = github_for_one_deploy({}, Answers(BROKEN, BROKEN, {}))
+    await report_one_deploy(reporter_with(gh))
+    patches = [data for method, url, data in gh.calls if method == "PATCH"]
+    assert [p.get("conclusion") for p in patches] == ["success", "success", "success"]
