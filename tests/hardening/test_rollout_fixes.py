@@ -3,6 +3,7 @@
 - a late copy of a timed-out write must not overwrite a newer write to the same resource;
 - a Deployment whose create timed out is looked up once it would have landed, not made twice;
 - a final Deployment status (or a check's conclusion) that GitHub fails is written again;
+- a push whose deploy cannot even be planned says so in a failed `hubbot/deploy` check.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from bot.github.client import AmbiguousWrite, GitHubClient, RetryPolicy
 from bot.github.comments import CommentCache
 from bot.github.deployments import create_deployment
 from bot.github.snapshot import RepoRef
-from tests.conftest import Answers, FakeGH
+from bot.handlers.context import Services
+from bot.handlers.router import router
+from tests.conftest import Answers, FakeGH, sample
 
 REPO = RepoRef("o", "r", "https://api.github.com/repos/o/r")
 SHA = "a" * 40
@@ -166,3 +169,33 @@ async def test_a_check_conclusion_github_fails_is_written_again() -> None:
     await report_one_deploy(reporter_with(gh))
     patches = [data for method, url, data in gh.calls if method == "PATCH"]
     assert [p.get("conclusion") for p in patches] == ["success", "success", "success"]
+
+
+def push_to_default_branch() -> sansio.Event:
+    data = sample("push", "push")  # GitHub's example deletes a tag: make it a branch update
+    data.update(deleted=False, created=False, before="b" * 40, after=SHA)
+    data["ref"] = f"refs/heads/{data['repository']['default_branch']}"
+    data.setdefault("installation", {"id": 1})
+    return sansio.Event(data, event="push", delivery_id="d-1")
+
+
+async def test_a_push_whose_deploy_cannot_be_planned_says_so_in_a_failed_check() -> None:
+    event = push_to_default_branch()
+    url = event.data["repository"]["url"]
+    run = {"id": 3, "url": f"{url}/check-runs/3"}
+    gh = FakeGH(
+        {
+            ("GET", f"{url}/commits/{SHA}/pulls"): BROKEN,  # GitHub fails finding the merged PR
+            ("POST", f"{url}/check-runs"): run,
+            ("PATCH", run["url"]): {},
+        }
+    )
+    with pytest.raises(gidgethub.GitHubBroken):  # the job still fails (logged, counted)
+        await router.dispatch(event, gh, services=Services())
+    ((_, _, created),) = [c for c in gh.calls if c[0] == "POST"]
+    assert created["name"] == "hubbot/deploy" and created["head_sha"] == SHA
+    ((_, _, ended),) = [c for c in gh.calls if c[0] == "PATCH"]
+    assert ended["conclusion"] == "failure"
+    assert "could not plan the deploy" in ended["output"]["title"]
+    assert "GitHub answered 502" in ended["output"]["summary"]
+    assert f"@{SHA}" in ended["output"]["summary"]  # how to deploy it anyway
