@@ -3,7 +3,8 @@
 - a late copy of a timed-out write must not overwrite a newer write to the same resource;
 - a Deployment whose create timed out is looked up once it would have landed, not made twice;
 - a final Deployment status (or a check's conclusion) that GitHub fails is written again;
-- a push whose deploy cannot even be planned says so in a failed `hubbot/deploy` check.
+- a push whose deploy cannot even be planned says so in a failed `hubbot/deploy` check;
+- an adopted staging deploy (after a restart) that fails blocks the prod requeued beside it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from gidgethub import sansio
 from bot.deploys.executor import DeployJob
 from bot.deploys.reporter import GitHubReporter
 from bot.deploys.rollout import StepOutcome
-from bot.deploys.schedule import Step, Wave
+from bot.deploys.schedule import ADOPTED, Schedule, Step, Wave
 from bot.github.client import AmbiguousWrite, GitHubClient, RetryPolicy
 from bot.github.comments import CommentCache
 from bot.github.deployments import create_deployment
@@ -199,3 +200,22 @@ async def test_a_push_whose_deploy_cannot_be_planned_says_so_in_a_failed_check()
     assert "could not plan the deploy" in ended["output"]["title"]
     assert "GitHub answered 502" in ended["output"]["summary"]
     assert f"@{SHA}" in ended["output"]["summary"]  # how to deploy it anyway
+
+
+@pytest.mark.parametrize("adopted", [True, False])
+def test_an_adopted_staging_that_fails_blocks_the_requeued_prod_of_its_sha(adopted: bool) -> None:
+    """After a restart, recovery adopts staging's running Job (its own wave) and requeues prod
+    as another wave at the same SHA: staging failing must block that prod, as it would have
+    blocked it in the one wave before the restart. Waves of other origins are left alone."""
+    schedule = Schedule(max_parallel=4, max_parallel_per_cluster=2)
+    staging = Step("c", "staging", "staging")
+    stream = f"{ADOPTED}job-1" if adopted else "pr#3"
+    schedule.add([staging], sha=SHA, stream=stream)
+    (requeued,) = schedule.add([Step("c", "prod", "prod")], sha=SHA)
+    (other,) = schedule.add([Step("c", "prod", "prod")], sha="b" * 40, stream="pr#4")
+    (ready,) = schedule.ready()
+    schedule.start(ready)
+    blocked = schedule.finish(ready, ok=False)
+    assert [(s.key, s.wave) for s, _ in blocked] == ([("c/prod", requeued.id)] if adopted else [])
+    assert requeued.state["c/prod"] == ("blocked" if adopted else "queued")
+    assert other.state["c/prod"] == "queued"
