@@ -47,7 +47,14 @@ class SnapshotWorkspace:
             raise CheckoutError(f"cannot read {sha[:12]} from GitHub: {reason}") from exc
         with tempfile.TemporaryDirectory(prefix="hubbot-checkout-", dir=self.parent) as tmp:
             root = Path(tmp)
-            await asyncio.to_thread(write_tree, snapshot, root)
+            writing = asyncio.ensure_future(asyncio.to_thread(write_tree, snapshot, root))
+            try:
+                await asyncio.shield(writing)
+            except asyncio.CancelledError:
+                # A thread cannot be stopped: let it finish before its folder is removed,
+                # or the removal races its writes (and fails instead of cancelling).
+                await asyncio.gather(writing, return_exceptions=True)
+                raise
             yield root
 
 
