@@ -24,7 +24,9 @@ from bot.core.settings import Settings
 from bot.deploys.claims import Claim, DeploymentRecord, derive_claims
 from bot.deploys.executor import Executor
 from bot.deploys.executors import build_executor, executor_settings
+from bot.deploys.leased import Ended
 from bot.deploys.progress import Kind
+from bot.deploys.recovery import ended_meanwhile
 from bot.deploys.repo import MAX_LOGS, DeployLog, RepoDeploys
 from bot.deploys.reporter import THROTTLE_SECONDS, GitHubReporter
 from bot.deploys.schedule import Step, Wave
@@ -65,6 +67,9 @@ class DeployConfig:
     kube_ca: str | None = None
     passthrough: tuple[str, ...] = ()  # extra environment variables a local deploy may see
     lease_seconds: int = 60  # how long a replica's hold on a hub outlives it
+    # Set when replicas elect a leader: local deploys then also hold their hub's Lease here,
+    # so a leader cut off mid-deploy and its successor never deploy one hub at once.
+    lease_namespace: str | None = None
     throttle_seconds: float = THROTTLE_SECONDS  # between edits of a PR's deploy comment
 
 
@@ -397,7 +402,12 @@ class DeployService:
 
     def _new_context(self, gh: GitHubAPI, repo: RepoRef, settings: Settings) -> RepoDeploys:
         holder: dict[str, RepoDeploys] = {}
-        executor = self._executor(repo, settings, lambda: holder["ctx"].gh)
+        executor = self._executor(
+            repo,
+            settings,
+            lambda: holder["ctx"].gh,
+            lambda job: ended_meanwhile(holder["ctx"], job),
+        )
         public = self.config.public_url
         reporter = GitHubReporter(
             gh,
@@ -421,10 +431,18 @@ class DeployService:
         holder["ctx"] = ctx
         return ctx
 
-    def _executor(self, repo: RepoRef, settings: Settings, gh: Callable[[], GitHubAPI]) -> Executor:
+    def _executor(
+        self,
+        repo: RepoRef,
+        settings: Settings,
+        gh: Callable[[], GitHubAPI],
+        ended: Ended | None = None,
+    ) -> Executor:
         if self.executor_factory is not None:
             return self.executor_factory(repo, settings)
-        return build_executor(self.config, repo, settings, snapshots=self.snapshots, gh=gh)
+        return build_executor(
+            self.config, repo, settings, snapshots=self.snapshots, gh=gh, ended=ended
+        )
 
     async def default_settings(self, gh: GitHubAPI, repo: RepoRef) -> Settings:
         """The settings on the repository's default branch (cached until a push)."""
