@@ -20,6 +20,7 @@ from gidgethub.abc import GitHubAPI
 from bot.github.auth import TokenError
 from bot.github.checks import (
     PLAN_CHECK,
+    CheckRun,
     annotation,
     complete_check,
     conclude_with_failure,
@@ -134,9 +135,15 @@ async def rerun(event: sansio.Event, gh: GitHubAPI, *args: Any, services: Servic
             await plan_pull_request(gh, services, pr)
 
 
-async def plan_pull_request(gh: GitHubAPI, services: Services, pr: PullRequest) -> None:
-    """Plan a PR and publish it: the comment, and a check run that always ends concluded."""
-    run = await start_check(gh, repo_url=pr.repo.url, head_sha=pr.head_sha)
+async def plan_pull_request(
+    gh: GitHubAPI, services: Services, pr: PullRequest, *, run: CheckRun | None = None
+) -> None:
+    """Plan a PR and publish it: the comment, and a check run that always ends concluded.
+
+    `run`: an existing run of the head to conclude (one a stopped process left open).
+    """
+    if run is None:
+        run = await start_check(gh, repo_url=pr.repo.url, head_sha=pr.head_sha)
     try:
         outcome = await _plan(gh, services, pr)
         await upsert_comment(
