@@ -24,7 +24,12 @@ _MAX_ID = 100
 _MAX_NAME = 200
 
 # The queue's results, as the page words them.
-_ENDINGS = {"ok": "ok", "error": "failed", "superseded": "superseded"}
+_ENDINGS = {
+    "ok": "ok",
+    "error": "failed",
+    "superseded": "superseded",
+    "handed_over": "handed over",  # to the next leader, by a replica that stopped leading
+}
 
 
 @dataclass(slots=True)

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from aiohttp import web
 
 from bot.deploys.secrets import REDACTED, redact
-from bot.web.keys import DELIVERY_LOG, QUEUE, SERVICES, SETTINGS
+from bot.web.keys import DELIVERY_LOG, LEADERSHIP, QUEUE, REPLICA, SERVICES, SETTINGS
 from bot.web.status_html import CSP, render
 
 logger = logging.getLogger(__name__)
@@ -171,6 +171,22 @@ def _secrets(app: web.Application) -> list[str]:
     return found
 
 
+def _replica(app: web.Application, clean: _Cleaner) -> dict[str, Any]:
+    """This replica's role, the leader's pod name, what it holds, how plan recovery went."""
+    view = app[REPLICA].view()
+    plans = app[LEADERSHIP].plans
+    return {
+        "role": clean.text(view["role"]),
+        "leader": clean.text(view["leader"]),
+        "held": clean.integer(view["held"]),
+        "plan_recovery": {
+            "state": clean.text(plans.get("state")),
+            "detail": clean.text(plans.get("detail")),
+        }
+        | {k: clean.integer(plans.get(k)) for k in ("stale", "calls")},
+    }
+
+
 def status_data(app: web.Application, *, now: Callable[[], float] = time.time) -> dict[str, Any]:
     """Everything the page shows, as plain JSON-ready data."""
     clean = _Cleaner(_secrets(app))
@@ -189,6 +205,7 @@ def status_data(app: web.Application, *, now: Callable[[], float] = time.time) -
             "workers": app[SETTINGS].workers,
         },
         "deliveries": deliveries,
+        "replica": _replica(app, clean),
         "deploys": None,
         "deploys_problem": "",
     }
