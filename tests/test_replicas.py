@@ -347,7 +347,8 @@ async def test_the_leader_stepping_down_mid_rollout_hands_everything_to_the_stan
 
 
 async def test_a_stepping_down_leader_hands_its_waiting_deliveries_over(pair: Pair) -> None:
-    pair.service.pinned = pair.a.url
+    # Through b: b forwarded them, so b knows them; the handover must not look a duplicate.
+    pair.service.pinned = pair.b.url
     stack = pair.stack(pair.a)
     # The first plan hangs on the compare; the PR's next event waits behind it in the queue.
     await stack.control(
@@ -362,8 +363,25 @@ async def test_a_stepping_down_leader_hands_its_waiting_deliveries_over(pair: Pa
     await until(lambda: pair.b.leading)
     await settle(pair.b)
     on_a = {e.delivery_id: e.handling for e in pair.a.app[DELIVERY_LOG].recent()}
-    on_b = {e.delivery_id: (e.answer, e.handling) for e in pair.b.app[DELIVERY_LOG].recent()}
+    on_b = [(e.answer, e.handling) for e in pair.b.app[DELIVERY_LOG].recent()[::-1]]
     assert on_a[waiting] == "handed over"
-    assert on_b[waiting] == ("accepted", "ok")  # the new leader ran it
+    entries = [e for e in pair.b.app[DELIVERY_LOG].recent()[::-1] if e.delivery_id == waiting]
+    assert [(e.answer, e.handling) for e in entries] == [("forwarded", ""), ("accepted", "ok")]
+    assert on_b  # the new leader ran it, once
     runs = plan_runs(await pair.stack(pair.b).pull(number))
     assert runs and all(r["status"] == "completed" for r in runs)
+
+
+async def test_a_leader_that_cannot_renew_steps_down_and_asks_to_exit(pair: Pair) -> None:
+    # The API server refuses the leader's renewals (a partition, as far as it can tell).
+    pair.kube.faults.fail(500, method="PUT", path="leases/hubbot-leader", times=10_000)
+    lost = await until(lambda: pair.a.leadership.stopped.is_set(), within=10)
+    assert not pair.a.leading and not pair.a.election.candidate
+    assert lost <= 3 * 2 / 3 + 1.5  # the renew deadline (2/3 of the 3 s term), and a retry
+    pair.kube.faults.clear()
+    await until(lambda: pair.b.leading, within=10)  # once a's term has run out
+    pair.service.pinned = pair.a.url  # GitHub still reaches the pod that lost: it forwards
+    stack = pair.stack(pair.b)
+    number = await open_pr_as(stack, "octocat", CHANGE)
+    await settle(pair.b)
+    assert len(plan_comments(await stack.pull(number))) == 1

@@ -366,3 +366,102 @@ async def test_a_checkout_cancelled_mid_write_is_cancelled_and_removed(tmp_path:
         await task  # not an OSError from removing a folder the writer still fills
     assert len(reads) == len(files)  # the writer finished before the removal...
     assert list(tmp_path.iterdir()) == []  # ...so nothing was left behind
+
+
+# -- a resumed deploy that the old leader finished meanwhile is not run again ---------------
+
+
+class Statuses:
+    """A GitHub client that answers one Deployment's statuses (newest first)."""
+
+    def __init__(self, states: list[str]) -> None:
+        self.states = states
+        self.asked: list[str] = []
+
+    async def getitem(self, url: str, url_vars: dict[str, Any] | None = None) -> Any:
+        self.asked.append(url)
+        return [{"state": s, "description": ""} for s in self.states]
+
+
+def resumed_context(gh: Statuses, attempt: str) -> Any:
+    from types import SimpleNamespace
+
+    from bot.github.deployments import DeploymentRef
+
+    ref = DeploymentRef(7, "https://api.example/repos/o/r/deployments/7", "c/hub", "a" * 40)
+    reporter = SimpleNamespace(
+        deployments={attempt: ref}, reused={1: {"c/hub": (ref, "in_progress")}}
+    )
+    return SimpleNamespace(reporter=reporter, gh=gh)
+
+
+def job(attempt: str) -> Any:
+    from bot.deploys.executor import DeployJob
+
+    return DeployJob("j", "o/r", "c", "hub", "a" * 40, "true", 60.0, labels={"attempt": attempt})
+
+
+@pytest.mark.parametrize(
+    ("states", "outcome"),
+    [
+        (["in_progress", "queued", "in_progress", "queued"], None),  # still ours to run
+        (["success", "in_progress", "queued", "in_progress", "queued"], "success"),
+        (["in_progress", "queued", "failure", "in_progress", "queued"], "failure"),
+        (["inactive", "in_progress", "queued"], "cancelled"),
+    ],
+)
+async def test_a_resumed_deploy_that_ended_elsewhere_is_not_run(
+    states: list[str], outcome: str | None
+) -> None:
+    from bot.deploys.recovery import ended_meanwhile
+
+    gh = Statuses(states)
+    result = await ended_meanwhile(resumed_context(gh, "att"), job("att"))
+    assert (result.outcome if result else None) == outcome
+    assert gh.asked == ["https://api.example/repos/o/r/deployments/7/statuses{?per_page}"]
+    assert await ended_meanwhile(resumed_context(gh, "att"), job("new-attempt")) is None
+    assert len(gh.asked) == 1  # a deploy on a new Deployment costs no call
+
+
+async def test_the_check_runs_once_the_old_holder_lets_the_hubs_lease_go(kube: Any) -> None:
+    from bot.deploys.executor import DeployResult, Executor
+    from bot.deploys.leased import LeasedExecutor
+    from bot.deploys.recovery import ended_meanwhile
+
+    class Never(Executor):
+        ran = 0
+
+        async def run(self, job: Any) -> DeployResult:
+            self.ran += 1
+            return DeployResult("success", "deployed twice")
+
+        async def cancel(self, job_id: str) -> bool:
+            return False
+
+    def lock(identity: str) -> LeaseLock:
+        return LeaseLock(
+            kube.configuration(),
+            namespace="ns",
+            repo="o/r",
+            identity=identity,
+            poll_seconds=0.05,
+            retry=RetryPolicy(attempts=1, base_seconds=0.01, max_seconds=0.01),
+        )
+
+    old, new = lock("old-leader"), lock("new-leader")
+    gh = Statuses(["in_progress", "queued", "in_progress", "queued"])
+    inner = Never()
+    executor = LeasedExecutor(
+        inner, new, ended=lambda j: ended_meanwhile(resumed_context(gh, "att"), j)
+    )
+    async with old.hold("c", "hub"):  # the cut-off leader still deploys the hub
+        polls = kube.faults.count("GET", "/leases/")
+        running = asyncio.create_task(executor.run(job("att")))
+        await wait_for(lambda: kube.faults.count("GET", "/leases/") >= polls + 3)
+        assert not running.done() and gh.asked == []  # polling the taken Lease
+        gh.states.insert(0, "success")  # it finishes and says so on the Deployment
+    result = await asyncio.wait_for(running, 10)
+    assert (result.outcome, inner.ran) == ("success", 0)
+    assert "already ended (success)" in result.detail
+    await old.close()
+    await new.close()

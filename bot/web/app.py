@@ -2,9 +2,11 @@
 
 `create_app(settings)` wires the webhook route, health, readiness and metrics.
 Its cleanup contexts open the one `ClientSession` (closed on shutdown), build
-the GitHub client factory, and start the queue's workers (drained and stopped on
-shutdown). Each queued job gets a client bound to its installation and is
-dispatched through the merged router with the shared services.
+the GitHub client factory, start the queue's workers (drained and stopped on
+shutdown), and lead: alone at once, or with leader election once this replica
+holds the Lease (`bot.web.leadership`; standbys forward, `bot.web.replica`).
+Each queued job gets a client bound to its installation and is dispatched
+through the merged router with the shared services.
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ def create_app(
     )
     app[REPLICA] = replica = build_replica(settings)
     replica.route = functools.partial(route, app)
+    replica.on_passed = lambda delivery, status: log.handling(delivery, f"passed on ({status})")
     app[LEADERSHIP] = Leadership(replica, app[QUEUE], app[SERVICES])
     app[METRICS].queue_depth.set_function(lambda: app[QUEUE].depth)
     app[METRICS].queue_running.set_function(lambda: app[QUEUE].running)

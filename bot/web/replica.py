@@ -143,7 +143,8 @@ class Replica:
         )
         self.route: Route | None = None  # set by the app factory
         self.session: aiohttp.ClientSession | None = None
-        self.forwards: list[float] = []  # seconds per forward, the last 1000 (benchmarks)
+        self.forwards: collections.deque[float] = collections.deque(maxlen=1000)  # seconds each
+        self.on_passed: Callable[[str, int], None] = lambda delivery, status: None
         self._flusher: asyncio.Task[None] | None = None
 
     @property
@@ -237,7 +238,7 @@ class Replica:
             raise Unreachable(type(exc).__name__) from None
         if status == 421:
             raise Unreachable("it no longer leads")
-        self.forwards = [*self.forwards[-999:], time.perf_counter() - started]
+        self.forwards.append(time.perf_counter() - started)
         if status == 202 and b'"duplicate"' not in body:
             self.forwarded[(incoming.hook_id, incoming.delivery_id)] = True
         return answer(status, body, retry_after), "forwarded"
@@ -273,6 +274,7 @@ class Replica:
         self.held.popleft()
         self._held_bytes -= len(incoming.body)
         logger.info("held delivery %s passed on (%s)", incoming.delivery_id, delivered[0].status)
+        self.on_passed(incoming.delivery_id, delivered[0].status)
         return True
 
     async def from_leader(self, path_qs: str) -> web.Response | None:
