@@ -1,6 +1,6 @@
 """Webhook ack benchmark: `hubbot serve` against a bare aiohttp handler, same machine, same run.
 
-    .venv/bin/python bench/bench_webhooks.py [--seconds 5] [--rate 200] [--concurrency 32]
+    .venv/bin/python bench/bench_webhooks.py [--seconds 5] [--rate 200] [--concurrency 32] [--json]
 
 Both servers run as their own processes; the load generator is a third process
 (an aiohttp client) so it does not share a loop with either server. It measures:
@@ -13,6 +13,7 @@ delivery id, to a feature branch: hubbot verifies, parses, dedupes and queues
 them, and its push handler has no GitHub call to make for such a ref.
 It also runs the API-call budget scenario against the GitHub double (bench/budget.py,
 asserted by tests/test_pr_budget.py) and reports calls per event, cold and warm.
+With `--json` the report goes to stderr and stdout is one JSON object of the figures.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "tests" / "samples" / "push" / "push.json"
@@ -116,6 +117,7 @@ async def throughput(url: str, seconds: float, concurrency: int) -> dict[str, An
 
 
 async def worker_warmup(session: Any, url: str) -> None:
+    """50 deliveries first, so connections are open and both servers' code paths warm."""
     for body, headers in deliveries(50):
         async with session.post(f"{url}/webhook", data=body, headers=headers) as resp:
             await resp.read()
@@ -181,6 +183,7 @@ def start(cmd: list[str], env: dict[str, str] | None = None) -> tuple[subprocess
 
 
 def load(url: str, mode: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Run the load generator in its own process against `url`; its figures."""
     cmd = [
         sys.executable,
         __file__,
@@ -236,6 +239,7 @@ def rss_mb(pid: int) -> tuple[float, float]:
 
 
 def private_key_file(folder: str) -> str:
+    """A throwaway RSA key for the app, written to `folder`; its path."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -252,11 +256,12 @@ def private_key_file(folder: str) -> str:
 
 
 def main() -> int:
+    """Measure both servers, interleaved; print the report (and JSON); exit 1 on a miss."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--json", action="store_true", help="stdout: one JSON object of figures")
     parser.add_argument(
         "--no-budget",
         dest="budget",
@@ -275,7 +280,13 @@ def main() -> int:
         return 0
 
     figures: dict[str, Any] = {
-        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "settings": {
+            "seconds": args.seconds,
+            "rate": args.rate,
+            "concurrency": args.concurrency,
+        },
+        "targets": TARGETS,
     }
     with tempfile.TemporaryDirectory() as tmp:
         env = {k: v for k, v in os.environ.items() if not k.startswith("HUBBOT_")}
@@ -314,14 +325,14 @@ def main() -> int:
 
         if SNAPSHOT_2I2C.is_dir():
             figures["api_calls"] = asyncio.run(measure_budget())
+    report(figures, args, sys.stderr if args.json else sys.stdout)
     if args.json:
-        print(json.dumps(figures, indent=2))
-    else:
-        report(figures, args)
+        print(json.dumps(figures))
     return 0 if passed(figures) else 1
 
 
 def passed(f: dict[str, Any]) -> bool:
+    """Whether every ack target was met."""
     return bool(
         f["ratio"] >= TARGETS["ratio"]
         and f["hubbot_latency"]["p99_ms"] < TARGETS["p99_ms"]
@@ -329,7 +340,7 @@ def passed(f: dict[str, Any]) -> bool:
     )
 
 
-def report(f: dict[str, Any], args: argparse.Namespace) -> None:
+def report(f: dict[str, Any], args: argparse.Namespace, out: TextIO) -> None:
     """Print the figures with their targets."""
 
     def ok(good: bool) -> str:
@@ -362,7 +373,7 @@ def report(f: dict[str, Any], args: argparse.Namespace) -> None:
             f" {c['repo_files']} files in the repository):"
         )
         lines.append(f"    cold {c['cold']} (target <= 8), warm {c['warm']} (target <= 5)")
-    print("\n".join(lines))
+    print("\n".join(lines), file=out)
 
 
 if __name__ == "__main__":

@@ -8,24 +8,32 @@ to `/codeload/`, the double's stand-in for codeload.github.com (not the API
 host), so it is listed but not counted, as the budget's rule says.
 
 Used by tests/test_pr_budget.py (which asserts the budget) and by
-bench/bench_webhooks.py --budget (which reports it).
+bench/bench_webhooks.py (which reports it). Run alone, it prints the calls:
+
+    .venv/bin/python bench/budget.py [--json]
+
+With `--json` the report goes to stderr and stdout is one JSON object of the figures.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import json
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAPSHOT_2I2C = ROOT.parent / "shared" / "fixtures" / "2i2c-infrastructure"
 CHANGED = 100
 SECRET = "budget-secret"
+TARGETS = {"cold": 8, "warm": 5}
 
 
 @dataclass
@@ -50,6 +58,7 @@ class BudgetRun:
             "warm_with_codeload": len(self.warm) + self.warm_external,
             "files": CHANGED,
             "repo_files": self.repo_files,
+            "targets": TARGETS,
         }
 
 
@@ -167,3 +176,43 @@ async def run_budget_scenario(
 async def measure_budget() -> dict[str, Any]:
     """The budget figures, for the benchmark report."""
     return (await run_budget_scenario()).summary()
+
+
+def report(run: BudgetRun, out: TextIO) -> None:
+    """The human report: counts against the budget, then every call."""
+    figures = run.summary()
+    print(
+        f"GitHub API calls per synchronize ({CHANGED} values files changed,"
+        f" {run.repo_files} files in the repository):",
+        file=out,
+    )
+    for leg in ("cold", "warm"):
+        print(
+            f"  {leg}: {figures[leg]} (target <= {TARGETS[leg]}),"
+            f" {figures[f'{leg}_with_codeload']} with the codeload leg",
+            file=out,
+        )
+        for call in getattr(run, leg):
+            print(f"    {call}", file=out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the scenario once, print it; exit 1 if over budget."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="stdout: one JSON object of figures")
+    args = parser.parse_args(argv)
+    if not SNAPSHOT_2I2C.is_dir():
+        print(f"no snapshot at {SNAPSHOT_2I2C}", file=sys.stderr)
+        return 2
+    run = asyncio.run(run_budget_scenario())
+    report(run, sys.stderr if args.json else sys.stdout)
+    figures = run.summary()
+    if args.json:
+        print(json.dumps({**figures, "calls": {"cold": run.cold, "warm": run.warm}}))
+    over = figures["cold"] > TARGETS["cold"] or figures["warm"] > TARGETS["warm"]
+    return 1 if over else 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))  # run as a script: `bot` comes from this tree
+    sys.exit(main())

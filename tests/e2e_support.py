@@ -26,7 +26,8 @@ SECRET = "e2e-webhook-secret"
 MARKER = "<!-- hubbot:plan -->"
 STAGING = "config/clusters/uni-a/staging.values.yaml"
 STAGING_TEXT = "jupyterhub:\n  singleuser:\n    memory:\n      guarantee: 512M\n      limit: 1G\n"
-FAST = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05, timeout=2.0)
+# A lost write lands within late_write_seconds (GitHub's 10 s by default; the double is quick).
+FAST = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05, timeout=2.0, late_write_seconds=0.1)
 
 
 def git(repo: Path, *args: str) -> str:
@@ -61,9 +62,9 @@ class Stack:
             assert resp.status < 300, data
             return data
 
-    async def settle(self) -> None:
+    async def settle(self, within: float = 60) -> None:
         """Wait until the bot has handled everything it accepted."""
-        assert await self.app[QUEUE].join(60), "the bot did not finish in time"
+        assert await self.app[QUEUE].join(within), "the bot did not finish in time"
 
     async def deployed(self, within: float = 120.0) -> None:
         """Wait until the bot handled everything and every deploy it queued ended, reported."""
@@ -126,3 +127,8 @@ def record_tokens(app: web.Application, seen: list[str]) -> None:
         return answer
 
     tokens._fetch = recording
+
+
+def plan_runs(view: dict[str, Any], sha: str) -> list[dict[str, Any]]:
+    """The `hubbot/plan` check runs of a PR view on one head SHA."""
+    return [r for r in view["check_runs"] if r["name"] == "hubbot/plan" and r["head_sha"] == sha]

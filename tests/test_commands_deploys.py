@@ -128,6 +128,13 @@ async def test_claims_refuse_another_pr_until_unlocked_and_a_merge_clears_them(
     await stack.deployed()
 
     second = await open_pr_as(stack, "octocat", {STAGING: edited(STAGING, "two", 2)}, branch="b")
+    # The plan comment shows the claim on the hub this PR would preview (no @-mention).
+    plan = plan_body(await stack.pull(second))
+    assert "### Staging claims" in plan
+    assert f"| `uni-a/staging` | #{first} (alice-partner) |" in plan
+    assert "@alice-partner" not in plan
+    cid = await comment(stack, first, "alice-partner", "/plan")
+    assert "| `uni-a/staging` | this PR |" in plan_body(await stack.pull(first))
     cid = await comment(stack, second, "octocat", "/deploy staging")
     view = await stack.pull(second)
     body = reply(view, cid)
@@ -156,6 +163,8 @@ async def test_claims_refuse_another_pr_until_unlocked_and_a_merge_clears_them(
     held = by_environment(await deployments(stack))["uni-a/staging"]
     assert states(held)[-1] == "inactive"
 
+    cid = await comment(stack, second, "octocat", "/plan")
+    assert "Staging claims" not in plan_body(await stack.pull(second))
     cid = await comment(stack, second, "octocat", "/deploy staging")
     assert "✅ **`/deploy staging`** queued `uni-a/staging`" in reply(await stack.pull(second), cid)
     await stack.deployed()
@@ -164,6 +173,8 @@ async def test_claims_refuse_another_pr_until_unlocked_and_a_merge_clears_them(
 
     # A merge that redeploys uni-a wins over every claim on it.
     await merge_change(stack, {COMMON: edited(COMMON, "main wins")}, branch="m")
+    await comment(stack, second, "octocat", "/plan")
+    assert "Staging claims" not in plan_body(await stack.pull(second))
     cid = await comment(stack, first, "alice-partner", "/deploy staging")
     assert "✅ **`/deploy staging`** queued `uni-a/staging`" in reply(await stack.pull(first), cid)
     await stack.deployed()
@@ -306,3 +317,9 @@ async def test_partners_added_in_a_pr_count_only_once_it_is_merged(
         await stack.pull(other), cid
     )
     await stack.deployed()
+
+
+def plan_body(view: dict[str, Any]) -> str:
+    """The PR's plan comment."""
+    (body,) = [c["body"] for c in view["comments"] if c["body"].startswith("<!-- hubbot:plan -->")]
+    return str(body)

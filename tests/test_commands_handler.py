@@ -32,6 +32,7 @@ def world(event: sansio.Event) -> tuple[FakeGH, str, str]:
     comments_url = event.data["issue"]["comments_url"]
     gh = FakeGH(
         {
+            ("GET", comments_url + "?per_page=100"): [],
             ("POST", comment_url + "/reactions"): {"content": "eyes"},
             ("POST", comments_url): {"url": comments_url + "/1"},
         }
@@ -39,11 +40,17 @@ def world(event: sansio.Event) -> tuple[FakeGH, str, str]:
     return gh, comment_url, comments_url
 
 
+def without_lookup(calls: list[Any]) -> list[Any]:
+    """The calls after the look for an earlier answer (which every command comment makes)."""
+    assert calls[0][:2] == ("GET", calls[0][1]) and calls[0][1].endswith("/comments?per_page=100")
+    return calls[1:]
+
+
 async def test_help_reacts_seen_then_replies_then_reacts_done() -> None:
     event = comment_event("/help")
     gh, comment_url, comments_url = world(event)
     await router.dispatch(event, gh, services=Services(app_id="1"))
-    calls = [(m, u, d) for m, u, d in gh.calls]
+    calls = without_lookup([(m, u, d) for m, u, d in gh.calls])
     assert [(m, u) for m, u, _ in calls] == [
         ("POST", comment_url + "/reactions"),
         ("POST", comments_url),
@@ -58,7 +65,7 @@ async def test_only_unknown_lines_reply_and_react_confused_without_eyes() -> Non
     event = comment_event("/halp")
     gh, comment_url, comments_url = world(event)
     await router.dispatch(event, gh, services=Services(app_id="1"))
-    assert [(m, u, d.get("content")) for m, u, d in gh.calls] == [
+    assert [(m, u, (d or {}).get("content")) for m, u, d in without_lookup(gh.calls)] == [
         ("POST", comments_url, None),
         ("POST", comment_url + "/reactions", "confused"),
     ]
@@ -100,3 +107,16 @@ def test_edits_and_deletions_are_not_routed(action: str) -> None:
     assert not router.fetch(event)
     event.data["action"] = "created"
     assert router.fetch(event)  # the same payload, created, is routed
+
+
+async def test_a_comment_answered_already_runs_nothing_again() -> None:
+    # A redelivery after a restart, or a replay under a new delivery id (GitHub signs the
+    # body only), finds the earlier answer and runs nothing.
+    event = comment_event("/deploy uni-a/prod@abcdef1")
+    gh, _, comments_url = world(event)
+    marker = f"<!-- hubbot:reply {event.data['comment']['id']} -->"
+    gh.responses[("GET", comments_url + "?per_page=100")] = [
+        {"body": marker + "\nanswered", "performed_via_github_app": {"id": 1}, "url": "u"}
+    ]
+    await router.dispatch(event, gh, services=Services(app_id="1"))
+    assert [m for m, _, _ in gh.calls] == ["GET"]

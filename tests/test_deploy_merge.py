@@ -139,6 +139,16 @@ async def test_a_failing_staging_deploy_blocks_only_its_own_clusters_prod(
         assert run["conclusion"] == "failure"
         assert "2 not deployed" not in run["output"]["title"]  # 3: a failure and two blocked
         assert "3 not deployed" in run["output"]["title"]
+        # The metrics count the same endings, by stage, executor and ending.
+        async with stack.http.get(f"{stack.bot_url}/metrics") as resp:
+            metrics = await resp.text()
+        assert 'hubbot_deploys_total{ending="failure",executor="local",stage="staging"} 1.0' in (
+            metrics
+        )
+        assert 'hubbot_deploys_total{ending="blocked",executor="local",stage="prod"} 2.0' in metrics
+        assert 'hubbot_deploys_total{ending="success",executor="local",stage="prod"} 3.0' in metrics
+        assert "hubbot_deploy_seconds_count" in metrics
+        assert "hubbot_deploys_running 0.0" in metrics
 
 
 async def test_three_quick_merges_lose_nothing_and_coalesce_visibly(

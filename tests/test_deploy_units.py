@@ -361,3 +361,11 @@ async def test_an_executor_that_cannot_start_fails_each_deploy_saying_why() -> N
     assert result.outcome == "error"
     assert "the Kubernetes executor cannot start" in result.detail
     assert "no API host given" in result.detail or "job_template" in result.detail
+
+
+def test_health_checks_see_only_the_minimal_environment_and_what_the_operator_adds() -> None:
+    from bot.deploys.repo import health_environment
+
+    base = {"PATH": "/bin", "AWS_SECRET_ACCESS_KEY": "x", "KUBECONFIG": "/k", "HUBBOT_X": "s"}
+    assert set(health_environment(base)) == {"PATH"}
+    assert set(health_environment(base, extra=("KUBECONFIG", "HUBBOT_X"))) == {"PATH", "KUBECONFIG"}

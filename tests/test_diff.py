@@ -78,6 +78,21 @@ def test_values_diff_and_encrypted_files() -> None:
     assert "hunter2" not in repr(plan.diffs)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "x: 1\nauth:\n  client_secret: hunter2-in-plain-text\n",
+        "x: 1\nauth: {apiToken: 1234567890123}\n",
+        "x: 1\ndb: {adminPassword: hunter2-in-plain-text}\n",
+    ],
+)
+def test_a_plaintext_credential_is_never_shown_in_a_diff(text: str) -> None:
+    base, head = _repos({"config/clusters/alpha/prod.values.yaml": text})
+    diff = with_diffs(_plan(("alpha", "prod")), base, head).diffs[("alpha", "prod")]
+    assert "hunter2" not in diff.text and "1234567890123" not in diff.text
+    assert "<plaintext credential, not shown>" in diff.text  # the change is still visible
+
+
 def test_renamed_secret_with_the_same_ciphertext_is_not_reported() -> None:
     old, new = "enc-staging.secret.values.yaml", "enc-stg.secret.values.yaml"
     cluster = FILES["config/clusters/alpha/cluster.yaml"].replace(old, new)

@@ -9,6 +9,7 @@ import pytest
 from bot.core.findings import error, warning
 from bot.github.checks import (
     ANNOTATIONS_PER_REQUEST,
+    MAX_ANNOTATIONS,
     CheckRun,
     annotation,
     batches,
@@ -41,6 +42,17 @@ async def test_every_annotation_is_sent_in_batches_of_50(count: int, requests: i
     # Only the last request concludes; the earlier ones leave the run in progress.
     assert [b.get("status") for b in bodies] == [None] * (requests - 1) + ["completed"]
     assert bodies[-1]["conclusion"] == "failure"
+
+
+async def test_thousands_of_findings_cost_at_most_ten_requests() -> None:
+    gh = FakeGH({("PATCH", RUN.url): {}})
+    items = annotations(1234)
+    await complete_check(gh, RUN, conclusion="failure", title="t", summary="s", annotations=items)
+    bodies = [data for _, _, data in gh.calls]
+    assert len(bodies) == MAX_ANNOTATIONS // ANNOTATIONS_PER_REQUEST == 10
+    sent = [a for body in bodies for a in body["output"].get("annotations", [])]
+    assert sent == items[:MAX_ANNOTATIONS]  # errors come first: the findings are sorted
+    assert "first 500 of 1234 findings" in bodies[-1]["output"]["summary"]
 
 
 @pytest.mark.parametrize(
@@ -98,6 +110,44 @@ async def test_an_ambiguous_create_that_made_nothing_is_repeated() -> None:
     )
     assert await start_check(gh, repo_url=REPO, head_sha=SHA) == RUN
     assert [m for m, _, _ in gh.calls] == ["POST", "GET", "POST"]
+
+
+@pytest.mark.parametrize("failed", [False, True])
+async def test_a_run_created_late_by_a_timed_out_request_is_concluded_too(failed: bool) -> None:
+    listing = f"{REPO}/commits/{SHA}/check-runs?check_name=hubbot%2Fplan&filter=latest"
+    everything = f"{REPO}/commits/{SHA}/check-runs?check_name=hubbot%2Fplan&filter=all"
+    stray = f"{REPO}/check-runs/12"
+    gh = FakeGH(
+        {
+            ("POST", f"{REPO}/check-runs"): Answers(
+                AmbiguousWrite("POST", "/x", "timed out", settles_at=0.0),
+                {"id": 11, "url": RUN.url},
+            ),
+            ("GET", listing): {"check_runs": []},
+            ("PATCH", RUN.url): {},
+            ("GET", everything): {
+                "check_runs": [
+                    {"id": 11, "url": RUN.url, "status": "completed"},
+                    {"id": 12, "url": stray, "status": "in_progress"},
+                    {"id": 9, "url": "done", "status": "completed"},
+                ]
+            },
+            ("PATCH", stray): {},
+        }
+    )
+    run = await start_check(gh, repo_url=REPO, head_sha=SHA)
+    assert (run.id, run.url) == (RUN.id, RUN.url) and run.strays is not None
+    if failed:
+        await conclude_with_failure(gh, run, "GitHub answered 502")
+    else:
+        await complete_check(
+            gh, run, conclusion="failure", title="t", summary="s", annotations=annotations(2)
+        )
+    ours, late = [data for method, url, data in gh.calls if method == "PATCH"]
+    assert late["conclusion"] == ours["conclusion"] == "failure"
+    assert late["output"]["summary"] == ours["output"]["summary"]
+    assert "annotations" not in late["output"]  # they belong to the run we made
+    assert gh.urls("PATCH") == [RUN.url, stray]
 
 
 async def test_conclude_with_failure_says_why_and_never_raises() -> None:

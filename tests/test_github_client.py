@@ -183,9 +183,13 @@ async def test_unsafe_post_is_not_repeated_blindly(
 ) -> None:
     script.on("/repos/o/r/issues/1/comments", 502, (201, {"id": 5}, {}))
     gh = make_client(session, server, Sleeps())
-    with pytest.raises(AmbiguousWrite):
+    before = time.monotonic()
+    with pytest.raises(AmbiguousWrite) as caught:
         await gh.post("/repos/o/r/issues/1/comments", data={"body": "x"})
     assert len(script.requests) == 1
+    # It says when a copy GitHub is still working on will have landed: GitHub's 10 s limit.
+    assert caught.value.settles_at is not None
+    assert caught.value.settles_at >= before + gh.policy.late_write_seconds == before + 10
 
 
 async def test_post_marked_safe_is_retried_and_the_mark_never_leaves(

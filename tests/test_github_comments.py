@@ -111,6 +111,37 @@ async def test_an_ambiguous_create_is_looked_up_before_it_is_repeated() -> None:
     assert [m for m, _, _ in gh.calls] == ["GET", "POST", "GET"]
 
 
+async def test_a_timed_out_create_that_lands_late_is_deleted_once_it_would_have() -> None:
+    # GitHub applies the timed-out POST after our lookup: two comments, until we clean up.
+    gh = FakeGH(
+        {
+            ("GET", LIST): Answers(
+                [], [], [comment(4, MARKER + "\nb"), comment(6, MARKER + "\nb")]
+            ),
+            ("POST", COMMENTS): Answers(
+                AmbiguousWrite("POST", "/x", "timed out", settles_at=0.0),
+                comment(4, MARKER + "\nb"),
+            ),
+            ("DELETE", url(6)): None,
+        }
+    )
+    assert await upsert(gh, CommentCache(), MARKER + "\nb") == "created"
+    assert [m for m, _, _ in gh.calls] == ["GET", "POST", "GET", "POST", "GET", "DELETE"]
+    assert gh.calls[-1][1] == url(6)
+
+
+async def test_giving_up_on_creating_says_what_github_answered() -> None:
+    gh = FakeGH(
+        {
+            ("GET", LIST): [],
+            ("POST", COMMENTS): AmbiguousWrite("POST", "/x", "GitHub answered 502"),
+        }
+    )
+    with pytest.raises(AmbiguousWrite, match="GitHub answered 502"):
+        await upsert(gh, CommentCache(), MARKER + "\nb")
+    assert [m for m, _, _ in gh.calls] == ["GET", "POST"] * 3
+
+
 async def test_duplicates_from_an_old_race_are_removed() -> None:
     gh = FakeGH(
         {

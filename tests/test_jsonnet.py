@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -224,6 +225,47 @@ def test_an_endless_loop_is_stopped_and_the_renderer_recovers() -> None:
         pool.close()
 
 
+def test_a_file_that_ran_out_of_time_is_not_rendered_again_for_other_releases() -> None:
+    # One endless loop in a chart's values.jsonnet, rendered for many hubs (each with its own
+    # variables): one timeout, not one per hub, or any PR could hold a plan for hours.
+    settings = JsonnetSettings(timeout_seconds=0.5)
+    looping = "local f(n) = if n == 0 then 0 else f(n - 1) + f(n - 1);\nf(60)\n"
+    files = {"c/values.jsonnet": looping, "d/values.jsonnet": "../c/values.jsonnet"}
+    snapshot = DictSnapshot(files)
+    jobs = []
+    for n in range(12):
+        for chart in ("c", "d"):  # d's file is a link to c's: the same content
+            made = make_job(
+                snapshot,
+                f"{chart}/values.jsonnet",
+                root=chart,
+                ext_vars={"HUB": str(n)},
+                settings=settings,
+            )
+            assert isinstance(made, JsonnetJob)
+            jobs.append(made)
+    pool = ProcessRenderer(workers=1)
+    try:
+        started = time.monotonic()
+        pool.prefetch(jobs)
+        results = [pool.render(j) for j in jobs]
+        took = time.monotonic() - started
+    finally:
+        pool.close()
+    assert all(r.finding is not None and "longer than 0.5 s" in r.finding.message for r in results)
+    assert {r.finding.path for r in results if r.finding} == {"c/values.jsonnet"}
+    assert took < 3 * 0.5 + 2, f"{took:.1f} s: the loop was rendered more than once"
+    # Other limits are other files: the same text under a longer timeout is tried again.
+    longer = make_job(
+        snapshot,
+        "c/values.jsonnet",
+        root="c",
+        ext_vars={},
+        settings=JsonnetSettings(timeout_seconds=0.6),
+    )
+    assert isinstance(longer, JsonnetJob) and longer.source_key != jobs[0].source_key
+
+
 def test_runaway_memory_is_stopped() -> None:
     files = {"x/values.jsonnet": "std.length(std.range(0, 200000000))\n"}
     pool = ProcessRenderer(workers=1, memory_limit=256 << 20)
@@ -279,6 +321,28 @@ def test_disk_cache_serves_later_processes(tmp_path: Path, monkeypatch: pytest.M
         later.close()
     assert other.finding is not None and "stopped" in other.finding.message
     assert failed.finding is not None and "stopped" in failed.finding.message
+
+
+def test_a_worker_that_answers_garbage_gives_a_finding_not_a_hang(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    script = tmp_path / "garbage.py"
+    script.write_text("import sys\nsys.stdin.readline()\nprint('not json', flush=True)\n")
+    monkeypatch.setattr(jsonnet_pool, "WORKER_SCRIPT", script)
+    pool = ProcessRenderer(workers=1)
+    answers: list[RenderResult] = []
+    task = job(DictSnapshot({"x/v.jsonnet": "{}"}), "x/v.jsonnet", "x")
+    # A daemon thread: if render() hangs, the test fails instead of hanging too.
+    waiter = threading.Thread(target=lambda: answers.append(pool.render(task)), daemon=True)
+    waiter.start()
+    try:
+        waiter.join(30)
+        assert answers, "render() never returned"
+    finally:
+        pool.close()
+    assert answers[0].finding is not None and "stopped" in answers[0].finding.message
 
 
 @pytest.mark.parametrize(

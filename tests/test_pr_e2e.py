@@ -89,6 +89,10 @@ async def test_a_pr_gets_one_comment_and_a_check_with_exact_annotations(
     (again,) = view["comments"]
     assert again["id"] == comment["id"] and again["body"] != comment["body"]
     assert "uni-a" in again["body"] and "staging" in again["body"]
+    # Reviewers read the diff of the hub's effective values, in a details block.
+    diff = again["body"].split("### Values diffs", 1)[1]
+    assert "<details>" in diff and "```diff" in diff
+    assert "-      limit: 1G" in diff and "+      limit: 2G" in diff
     (run,) = plan_runs(view, view["head"]["sha"])
     assert (run["status"], run["conclusion"]) == ("completed", "success")
     assert run["annotations"] == []

@@ -22,7 +22,7 @@ from bot.github.snapshot import RepoRef
 from bot.handlers.context import PlanOutcome, Services
 from bot.handlers.planning import MARKER
 from bot.handlers.router import coalesce_tag, job_key, router
-from tests.conftest import sample
+from tests.conftest import Answers, sample
 from tests.test_github_snapshot import World, git, rev
 
 REPO = RepoRef("octo", "infra", "https://api.github.com/repos/octo/infra")
@@ -45,6 +45,7 @@ class StandInPlanner:
         settings: Settings,
         labels: Sequence[str],
         extra: Sequence[Finding],
+        **shown: object,  # claims and the PR number, for the comment
     ) -> PlanOutcome:
         if self.fail:
             raise ValueError("planner bug with a secret-looking detail ghs_abc")
@@ -288,6 +289,23 @@ async def test_a_github_failure_mid_way_concludes_the_check_with_the_reason(
     assert "GitHub answered 502 Bad Gateway" in final["output"]["summary"]
 
 
+async def test_a_check_github_will_not_create_at_first_still_gets_the_plan_out(
+    tmp_path: Path, services: Services
+) -> None:
+    world = Repo(tmp_path, FILES)
+    head = world.push({"config/clusters/c1/hub1.values.yaml": "n: 2\n"})
+    created = world.gh.responses[("POST", CHECKS)]
+    world.gh.responses[("POST", CHECKS)] = Answers(
+        gidgethub.GitHubBroken(http.HTTPStatus.BAD_GATEWAY), created
+    )
+    await router.dispatch(world.event("opened", head), world.gh, services=services)
+    # the comment went out, and the run was created again at the end and concluded
+    assert any(u.endswith("/comments") for u in world.gh.urls("POST"))
+    final = world.checks()[-1]
+    assert (final["status"], final["conclusion"]) == ("completed", "success")
+    assert [m for m, u, _ in world.gh.calls if u == CHECKS] == ["POST", "POST"]
+
+
 async def test_a_planner_bug_concludes_the_check_without_leaking_the_message(
     tmp_path: Path, services: Services, planner: StandInPlanner
 ) -> None:
@@ -369,10 +387,10 @@ async def test_a_shutdown_mid_plan_still_concludes_the_check(
     entered, release = threading.Event(), threading.Event()
     plan = services.plan
 
-    def slow_plan(*args: Any) -> PlanOutcome:
+    def slow_plan(*args: Any, **kwargs: Any) -> PlanOutcome:
         entered.set()
         release.wait(10)
-        return plan(*args)
+        return plan(*args, **kwargs)
 
     services.plan = slow_plan
     task = asyncio.create_task(
@@ -386,3 +404,14 @@ async def test_a_shutdown_mid_plan_still_concludes_the_check(
     final = world.checks()[-1]
     assert (final["status"], final["conclusion"]) == ("completed", "failure")
     assert "stopped" in final["output"]["summary"]
+
+
+@pytest.mark.parametrize("repository", [7, "octo/infra", ["octo"], None])
+async def test_a_push_without_a_repository_object_is_a_payload_error(repository: Any) -> None:
+    from bot.handlers.context import PayloadError
+
+    push = {**sample("push", "push"), "repository": repository}
+    with pytest.raises(PayloadError):
+        await router.dispatch(
+            sansio.Event(push, event="push", delivery_id="p"), object(), services=Services()
+        )

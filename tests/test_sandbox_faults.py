@@ -104,3 +104,16 @@ async def test_bad_faults_and_clearing(sandbox_ctl):
     await sandbox_ctl.post("/faults", {"status": 500, "times": 5})
     assert (await sandbox_ctl.call("DELETE", "/faults"))["cleared"] == 1
     assert await sandbox_ctl.get("/faults") == []
+
+
+async def test_skip_fails_the_nth_matching_request(gh, github_sandbox, sandbox_ctl):
+    url = f"{repo_path(github_sandbox)}/pulls"
+    fault = await sandbox_ctl.post("/faults", {"path": "/pulls$", "status": 502, "skip": 2})
+    assert fault["skip"] == 2
+    assert await gh.getitem(url) == []
+    assert await gh.getitem(url) == []
+    with pytest.raises(gidgethub.GitHubBroken):
+        await gh.getitem(url)
+    assert await gh.getitem(url) == []
+    assert [r.status for r in github_sandbox.requests[-4:]] == [200, 200, 502, 200]
+    await sandbox_ctl.post("/faults", {"status": 500, "skip": -1}, expect=422)

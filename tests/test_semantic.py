@@ -450,3 +450,25 @@ def test_cluster_file_fixed_after_a_broken_base() -> None:
     plan = plan_snapshots(base, DictSnapshot(FILES), Settings(), validate=False)
     assert deployed(plan) == ["beta/prod"]
     assert reasons(plan, "beta/prod") == ("cluster.yaml did not load at base",)
+
+
+def test_a_changed_cluster_file_is_parsed_once_per_plan(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Loading the head, comparing it with the base and validating it share one parse: a
+    # 1 MB cluster.yaml (legal: the limit is 5 MB) took three parses, 7 s, to plan.
+    from bot.core import filecache, model, semantic, yamlload
+    from tests.test_planner import FILES
+
+    path = "config/clusters/alpha/cluster.yaml"
+    changed = FILES[path] + "".join(f"\nk{i}: {i}" for i in range(2000))
+    parsed: list[int] = []
+    real = yamlload.load_yaml
+
+    def counting(data: bytes | str) -> Any:
+        parsed.append(len(data))
+        return real(data)
+
+    for module in (filecache, model, semantic):  # wherever it is imported by name
+        monkeypatch.setattr(module, "load_yaml", counting, raising=False)
+    base = DictSnapshot(FILES)
+    plan_snapshots(base, base.with_changes({path: changed}), Settings())
+    assert parsed.count(len(changed.encode())) == 1

@@ -171,6 +171,7 @@ async def test_tampered_body_is_401(client: TestClient) -> None:
         (b"{not json", None, "application/json"),
         (b"\xff\xfe\x00garbage", None, "application/json"),
         (b"[1, 2, 3]", None, "application/json"),
+        (b'{"a": ' + b"[" * 5000 + b"]" * 5000 + b"}", None, "application/json"),  # too deep
         (b'"a string"', None, "application/json"),
         (None, "X-GitHub-Event", "application/json"),
         (None, "X-GitHub-Delivery", "application/json"),
@@ -247,6 +248,8 @@ async def test_redelivery_is_processed_once(client: TestClient, recorder: Record
         ("pull_request", lambda: sample("pull_request", "closed")),  # not handled here
         ("star", lambda: {"action": "created", "installation": {"id": 1}}),  # unknown event
         ("pull_request", lambda: {**sample("pull_request", "opened"), "installation": None}),
+        ("pull_request", lambda: {**sample("pull_request", "opened"), "action": {"a": 1}}),
+        ("pull_request", lambda: {**sample("pull_request", "opened"), "action": ["opened"]}),
     ],
 )
 async def test_unhandled_events_are_202_and_ignored(

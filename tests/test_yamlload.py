@@ -93,6 +93,27 @@ def test_unknown_tags_are_refused(text: str) -> None:
     assert problem(text).rule == "yaml-tag"
 
 
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("name: 2i2c\np", 2),  # libyaml says line 3: past the end of a 2-line file
+        ("a: 1\nb: [", 2),
+        ("a: 1\rb: 2\rc: [\r", 1),  # lone CRs: one line to git and GitHub
+        ("a: 1\r\nb: 2\r\nc: [", 3),
+        ("a: 'x\u2028y'\nb: 2\nc: {", 3),  # a line separator inside a string
+        ("a: 1\x85b: 1\nc: {", 2),
+    ],
+)
+def test_lines_are_githubs_and_inside_the_file(text: str, line: int) -> None:
+    assert problem(text).line == line
+    assert line <= text.count("\n") + 1
+
+
+def test_value_lines_count_lf_only() -> None:
+    loaded = load_yaml("a: 'x\u2028y'\nb: 2\rc: 3\n".encode())
+    assert loaded.lines[("b",)] == 2 and loaded.lines[("c",)] == 2
+
+
 def test_lines_of_nested_keys_and_list_items() -> None:
     loaded = load_yaml(b"# comment\nhubs:\n  - name: a\n    files:\n      - x\n      - y\n")
     assert loaded.line_of(("hubs",)) == 2

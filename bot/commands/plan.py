@@ -124,15 +124,13 @@ def _relative(root: Path, path: str) -> str:
 
 
 def _semantic_mode(root: Path, base_ref: str, head_ref: str, labels: Sequence[str]) -> Plan:
-    from bot.core.diff import with_diffs
-    from bot.core.semantic import changed_paths, plan_repositories
+    from bot.core.semantic import plan_snapshots
 
     base, head = GitSnapshot(root, base_ref), GitSnapshot(root, head_ref)
     settings, problems = settings_of(base)
     _check_layout(head, settings, f"{head_ref} of {root}")
-    base_repo, head_repo = load_repository(base, settings), load_repository(head, settings)
-    plan = plan_repositories(base_repo, head_repo, changed_paths(base, head), labels)
-    return _with_settings_findings(with_diffs(plan, base_repo, head_repo), problems)
+    plan = plan_snapshots(base, head, settings, labels, diffs=True)
+    return _with_settings_findings(plan, problems)
 
 
 def _with_settings_findings(plan: Plan, problems: Sequence[Finding]) -> Plan:

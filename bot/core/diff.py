@@ -3,7 +3,8 @@
 A release's effective values are its merged non-secret values, as helm would see them
 with the secret files left out (`bot.core.values`). The diff is a unified diff of
 stable YAML dumps (keys sorted). Secret files are never read: a changed one is
-reported only by name, as "encrypted file changed".
+reported only by name, as "encrypted file changed". A plaintext credential in a
+plain file (an error of its own) is shown redacted, never as its value.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import yaml
 
 from bot.core.model import Cluster, Repository, is_secret_path
 from bot.core.planner import Plan, TargetKey
+from bot.core.secrets import redact_credentials
 
 if TYPE_CHECKING:
     from bot.core.values import Sources
@@ -149,7 +151,7 @@ def with_diffs(plan: Plan, base: Repository, head: Repository) -> Plan:
         result = values.build(repo, found, renderer=renderer)
         if not result.complete:
             return None, "values could not be computed (see the findings)"
-        return result.values, None
+        return redact_credentials(result.values, repo.settings.secret_keys), None
 
     diffs = {}
     for key in keys:

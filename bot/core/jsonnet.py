@@ -63,6 +63,9 @@ class JsonnetJob:
     timeout: float
     max_output: int
     key: str  # content hash of all of the above: equal keys render equally
+    # Hash of the file's content, its imports and the limits, not the variables nor the
+    # path it is rendered as: one per file, for every release that renders it.
+    source_key: str = ""
 
     def request(self, job_id: int) -> dict[str, Any]:
         """The worker protocol's request for this job."""
@@ -131,6 +134,7 @@ class _Closure:
     source: str
     files: tuple[ImportFile, ...]
     digest: bytes
+    content_digest: bytes  # the same, but not the path it is rendered as
 
 
 def make_job(
@@ -149,6 +153,8 @@ def make_job(
     if isinstance(closure, Finding):
         return closure
     vars_ = tuple(sorted(ext_vars.items()))
+    limits = repr((settings.timeout_seconds, settings.max_output_bytes)).encode()
+    source_key = hashlib.sha256(closure.content_digest + limits).hexdigest()
     digest = hashlib.sha256(closure.digest)
     digest.update(repr((vars_, settings.timeout_seconds, settings.max_output_bytes)).encode())
     return JsonnetJob(
@@ -160,6 +166,7 @@ def make_job(
         timeout=settings.timeout_seconds,
         max_output=settings.max_output_bytes,
         key=digest.hexdigest(),
+        source_key=source_key,
     )
 
 
@@ -191,12 +198,13 @@ def _closure(snapshot: Snapshot, path: str, root: str) -> _Closure | Finding:
             if kind == "import":
                 todo.append((target, files[target].text))
     ordered = tuple(sorted(files.values(), key=lambda f: f.path))
-    digest = hashlib.sha256()
-    for part in (path, content_path, source):
-        digest.update(part.encode("utf-8", "surrogateescape") + b"\0")
+    content = hashlib.sha256()
+    for part in (content_path, source):
+        content.update(part.encode("utf-8", "surrogateescape") + b"\0")
     for f in ordered:
-        digest.update(f"{f.path}\0{f.content_path}\0{f.text}\0".encode("utf-8", "surrogateescape"))
-    return _Closure(content_path, source, ordered, digest.digest())
+        content.update(f"{f.path}\0{f.content_path}\0{f.text}\0".encode("utf-8", "surrogateescape"))
+    digest = hashlib.sha256(path.encode("utf-8", "surrogateescape") + b"\0" + content.digest())
+    return _Closure(content_path, source, ordered, digest.digest(), content.digest())
 
 
 def jsonnet_finding(job: JsonnetJob, message: str) -> Finding:

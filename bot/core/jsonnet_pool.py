@@ -9,6 +9,11 @@ answer with the job's timeout, killing and replacing the worker when it runs ove
 or dies. With two workers, rendering also runs in parallel with the caller's YAML
 loading and schema checks. Results are cached by job key, so rendering the same
 file for the same hub again (a plan's base and head) costs nothing.
+
+A file whose rendering ran out of time or memory for one release is not tried
+again for the others: they get the same finding at once. Otherwise one endless
+loop in a chart's values.jsonnet would cost the timeout once per hub (171 hubs
+at 10 s each on 2i2c), from any pull request.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ MEMORY_LIMIT_BYTES = 512 << 20
 # worker; GOMEMLIMIT makes the collector work harder rather than grow past 256 MiB.
 WORKER_ENV = {"GOGC": "800", "GOMEMLIMIT": "256MiB"}
 CACHE_SIZE = 4096
+DOOMED_SIZE = 1024  # files remembered as running out of time or memory
 
 
 class _WorkerGone(Exception):
@@ -73,8 +79,13 @@ class _Worker:
             self._fill(deadline)
         line, _, rest = bytes(self._buffer).partition(b"\n")
         self._buffer[:] = rest
-        header = json.loads(line)
-        size = int(header["len"])
+        try:
+            header = json.loads(line)
+            size = int(header["len"])
+        except (ValueError, KeyError, TypeError) as exc:
+            # Not our protocol (something else wrote to its stdout): treat it as dead, so
+            # the caller gets a finding instead of a thread dying and render() waiting forever.
+            raise _WorkerGone from exc
         while len(self._buffer) < size:
             self._fill(deadline)
         payload = bytes(self._buffer[:size])
@@ -117,6 +128,7 @@ class ProcessRenderer(Renderer):
         self._memory_limit = memory_limit
         self._queue: queue.SimpleQueue[JsonnetJob | None] = queue.SimpleQueue()
         self._results: LRUCache[str, RenderResult] = LRUCache(CACHE_SIZE)
+        self._doomed: LRUCache[str, str] = LRUCache(DOOMED_SIZE)  # source key -> why
         self._pending: set[str] = set()
         self._cond = threading.Condition()
         self._threads: list[threading.Thread] = []
@@ -191,12 +203,15 @@ class ProcessRenderer(Renderer):
         job_id = 0
         try:
             while (job := self._queue.get()) is not None:
-                worker = worker or self._spawn()
-                job_id += 1
-                if worker is None:
+                with self._cond:
+                    doomed = self._doomed.get(job.source_key) if job.source_key else None
+                if doomed is not None:
+                    result, healthy = RenderResult(None, job.finding(doomed)), True
+                elif (worker := worker or self._spawn()) is None:
                     message = "the Jsonnet worker process could not start"
                     result, healthy = RenderResult(None, job.finding(message)), False
                 else:
+                    job_id += 1
                     result, healthy = self._run(worker, job, job_id)
                 if worker is not None and not healthy:
                     worker.stop()
@@ -224,20 +239,27 @@ class ProcessRenderer(Renderer):
                 f"rendering took longer than {job.timeout:g} s (an endless loop?); "
                 "make it simpler, or raise jsonnet.timeout_seconds in hubbot.yaml"
             )
-            return RenderResult(None, job.finding(message)), False
+            return self._doom(job, message), False
         except _WorkerGone:
             code = worker.stop()
             message = (
                 f"rendering stopped the Jsonnet process (exit code {code}); it probably "
                 f"needed more than {self._memory_limit >> 20} MB of memory"
             )
-            return RenderResult(None, job.finding(message)), False
+            return self._doom(job, message), False
         if not header.get("ok"):
             return RenderResult(None, job.finding(str(header.get("error")))), True
         result = parse_output(job, payload)
         if self._disk is not None and result.finding is None:
             self._disk.put(job.key, payload)
         return result, True
+
+    def _doom(self, job: JsonnetJob, message: str) -> RenderResult:
+        """Remember that this file runs out of resources; its finding."""
+        if job.source_key:
+            with self._cond:
+                self._doomed[job.source_key] = message
+        return RenderResult(None, job.finding(message))
 
 
 _default: ProcessRenderer | None = None

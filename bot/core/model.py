@@ -12,10 +12,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.core import filecache
 from bot.core.findings import Finding, error
 from bot.core.settings import Settings
 from bot.core.snapshot import Snapshot
-from bot.core.yamlload import Loaded, YamlProblem, load_yaml
+from bot.core.yamlload import Loaded, YamlProblem
 
 CLUSTER_FILE = "cluster.yaml"
 
@@ -143,9 +144,9 @@ def load_repository(snapshot: Snapshot, settings: Settings) -> Repository:
 
 
 def load_file(snapshot: Snapshot, path: str, findings: list[Finding]) -> Loaded | None:
-    """Load a YAML or JSON file of the snapshot; a problem becomes a finding and None."""
+    """Load a YAML file of the snapshot (parsed once per content); a problem: finding and None."""
     try:
-        return load_yaml(snapshot.read(path))
+        return filecache.parse(snapshot, path)
     except KeyError:
         findings.append(error(path, None, "missing-file", "file does not exist"))
     except YamlProblem as exc:

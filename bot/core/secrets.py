@@ -51,20 +51,42 @@ def is_placeholder(value: str) -> bool:
     return not value.strip() or _PLACEHOLDER.match(value) is not None
 
 
+REDACTED = "<plaintext credential, not shown>"
+
+
+def is_credential(key: Any, value: Any, wanted: set[str]) -> bool:
+    """Whether `value` under `key` is a plaintext credential (`wanted`: normalized key names)."""
+    if not isinstance(key, str) or isinstance(value, bool) or value is None:
+        return False
+    normal = _normal(key)
+    if normal not in wanted and not normal.endswith("password"):
+        return False
+    if isinstance(value, str) and is_placeholder(value):
+        return False
+    return isinstance(value, str | int | float)
+
+
+def redact_credentials(data: Any, secret_keys: Iterable[str]) -> Any:
+    """A copy of `data` with every plaintext credential replaced by REDACTED (for display)."""
+    wanted = {_normal(k) for k in secret_keys}
+
+    def walk(node: Any, key: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: walk(v, k) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v, key) for v in node]
+        return REDACTED if is_credential(key, node, wanted) else node
+
+    return walk(data, None)
+
+
 def plaintext_credentials(path: str, loaded: Loaded, secret_keys: Iterable[str]) -> list[Finding]:
     """Errors for credential keys with plaintext values in a non-secret file."""
     wanted = {_normal(k) for k in secret_keys}
     findings = []
     for key_path, value in _leaves(loaded.data, ()):
         key = key_path[-1] if key_path else None
-        if not isinstance(key, str) or isinstance(value, bool) or value is None:
-            continue
-        normal = _normal(key)
-        if normal not in wanted and not normal.endswith("password"):
-            continue
-        if isinstance(value, str) and is_placeholder(value):
-            continue
-        if isinstance(value, str | int | float):
+        if is_credential(key, value, wanted):
             findings.append(
                 error(
                     path,

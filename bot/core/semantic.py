@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Literal
 
+from bot.core import filecache
+from bot.core.findings import sort_findings
 from bot.core.model import CLUSTER_FILE, Cluster, Repository, is_secret_path, load_repository
 from bot.core.planner import Plan, Reasons, TargetKey, file_reason, finish_plan, summarize
 from bot.core.planner import with_findings as _with_findings
-from bot.core.settings import Settings
+from bot.core.settings import SETTINGS_PATH, Settings, parse_settings
 from bot.core.snapshot import Snapshot, resolve_link
 from bot.core.yamlload import YamlProblem, load_yaml
 
@@ -59,12 +62,41 @@ def plan_snapshots(
     labels: Collection[str] = (),
     *,
     validate: bool = True,
+    diffs: bool = False,
 ) -> Plan:
-    """Semantic mode: what deploys when `base` becomes `head` (settings from the base)."""
+    """Semantic mode: what deploys when `base` becomes `head` (settings from the base).
+
+    With `diffs`, each release that deploys carries the diff of its effective values.
+    """
     base_repo = load_repository(base, settings)
     head_repo = load_repository(head, settings)
     changed = changed_paths(base, head)
-    return plan_repositories(base_repo, head_repo, changed, labels, validate=validate)
+    plan = plan_repositories(base_repo, head_repo, changed, labels, validate=validate)
+    if diffs:
+        from bot.core.diff import with_diffs  # lazy: diffs render values with Jsonnet
+
+        plan = with_diffs(plan, base_repo, head_repo)
+    return with_proposed_settings(plan, head, changed) if validate else plan
+
+
+def with_proposed_settings(plan: Plan, head: Snapshot, changed: Collection[str]) -> Plan:
+    """Check a `hubbot.yaml` the change proposes, without applying it.
+
+    The plan always follows the base's settings (a change must not alter the rules it is
+    judged by), but a broken proposal must fail now, not on every PR after its merge.
+    """
+    if SETTINGS_PATH not in changed or not head.exists(SETTINGS_PATH):
+        return plan
+    _, problems = parse_settings(head.read(SETTINGS_PATH))
+    note = (
+        f"This change edits {SETTINGS_PATH}: it was checked, but this plan follows the "
+        "settings already merged; the new ones apply once this change is merged."
+    )
+    return replace(
+        plan,
+        findings=tuple(sort_findings([*plan.findings, *problems])),
+        notes=(*plan.notes, note),
+    )
 
 
 def plan_repositories(
@@ -189,7 +221,14 @@ class _Comparison:
     def _parsed(self, snapshot: Snapshot, path: str, blob: str) -> Any:
         if blob not in self._data:
             try:
-                self._data[blob] = canonical(load_yaml(snapshot.read(path)).data)
+                # YAML files through the shared cache (validation parses them too); JSON
+                # is compared as YAML reads it, as it always was.
+                loaded = (
+                    load_yaml(snapshot.read(path))
+                    if path.endswith(".json")
+                    else filecache.parse(snapshot, path)
+                )
+                self._data[blob] = canonical(loaded.data)
             except YamlProblem:
                 self._data[blob] = _UNPARSEABLE
         return self._data[blob]

@@ -14,6 +14,8 @@ Python data itself so that it can:
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -84,10 +86,43 @@ def decode(data: bytes) -> str:
 
 
 def load_yaml(data: bytes | str) -> Loaded:
-    """Load one YAML document; YamlProblem for anything that is not plain, sane YAML."""
+    """Load one YAML document; YamlProblem for anything that is not plain, sane YAML.
+
+    Lines are counted as git and GitHub count them (at LF only), and never past the end.
+    """
     text = decode(data) if isinstance(data, bytes) else data
     if isinstance(data, str) and len(text.encode()) > MAX_BYTES:
         raise YamlProblem("yaml-too-large", "file is over the 5 MB limit", None)
+    to_github = _line_mapper(text)
+    try:
+        loaded = _load(text)
+    except YamlProblem as exc:
+        exc.line = to_github(exc.line) if exc.line is not None else None
+        raise
+    loaded.lines = {path: to_github(line) for path, line in loaded.lines.items()}
+    return loaded
+
+
+# YAML also breaks lines at a lone CR, NEL, LS and PS, where git and GitHub do not.
+_ODD_BREAK = re.compile("\r(?!\n)|[\x85\u2028\u2029]")
+_YAML_BREAK = re.compile("\r\n|[\n\r\x85\u2028\u2029]")
+
+
+def _line_mapper(text: str) -> Callable[[int], int]:
+    """Maps libyaml's 1-based lines to GitHub's, clamped to the file's last line.
+
+    libyaml reports some errors one line past the end of a file without a final newline.
+    """
+    last = text.count("\n") + 1
+    if _ODD_BREAK.search(text) is None:
+        return lambda line: min(line, last)
+    github = [1]  # github[k]: GitHub's line of YAML's line k + 1
+    for match in _YAML_BREAK.finditer(text):
+        github.append(github[-1] + ("\n" in match.group()))
+    return lambda line: github[min(line, len(github)) - 1]
+
+
+def _load(text: str) -> Loaded:
     try:
         node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:

@@ -17,11 +17,11 @@ from gidgethub.abc import GitHubAPI
 
 from bot.core.settings import Settings
 from bot.deploys.executor import DeployJob, DeployResult, Executor
-from bot.deploys.leased import Ended
 from bot.deploys.repo import local_executor
 from bot.github.snapshot import RepoRef, SnapshotReader
 
 if TYPE_CHECKING:
+    from bot.deploys.leased import Ended
     from bot.deploys.service import DeployConfig
 
 logger = logging.getLogger(__name__)

@@ -65,7 +65,9 @@ class GitWorkspace:
     @contextlib.asynccontextmanager
     async def checkout(self, repo: str, sha: str) -> AsyncIterator[Path]:
         """Extract `sha` into a temporary folder."""
-        with tempfile.TemporaryDirectory(prefix="hubbot-checkout-") as tmp:
+        with tempfile.TemporaryDirectory(
+            prefix="hubbot-checkout-", ignore_cleanup_errors=True
+        ) as tmp:
             proc = await asyncio.create_subprocess_shell(
                 f"git -C {_q(self.repo_dir)} archive --format=tar {_q(sha)} | tar -x -C {_q(tmp)}",
                 stdout=asyncio.subprocess.DEVNULL,

@@ -14,6 +14,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import gidgethub
 from gidgethub.abc import GitHubAPI
 
 from bot.core.findings import Finding, has_errors, sort_findings
@@ -54,8 +55,14 @@ async def plan_merge(
     source: str,
     actor: str,
     delivery: str,
+    default_branch: str | None = None,
 ) -> MergeOutcome:
-    """Plan the push and submit its steps, or report why nothing deploys."""
+    """Plan the push and submit its steps, or report why nothing deploys.
+
+    The steps deploy the default branch's CURRENT head, which contains `after`: a delayed,
+    redelivered or replayed old push (GitHub signs the body, not the delivery id) then
+    redeploys what main is now, and can never roll a hub back to an older commit.
+    """
     from bot.deploys.service import MergeOutcome
 
     head = await service.snapshots.at_commit(gh, repo, after)
@@ -73,12 +80,15 @@ async def plan_merge(
         await report.nothing(plan)
         return MergeOutcome([], plan, "nothing to deploy")
     ctx = service.context(gh, repo, settings)
+    sha = await current_head(gh, repo, default_branch) or after
+    if sha != after:
+        source += f"; deployed at {sha[:7]}, the default branch's head, which contains it"
     waves = await service.submit(
         ctx,
         steps,
         settings,
         kind="merge",
-        sha=after,
+        sha=sha,
         actor=actor,
         pr=pr,
         comments_url=comments_url,
@@ -86,6 +96,19 @@ async def plan_merge(
         delivery=delivery,
     )
     return MergeOutcome(waves, plan, f"queued {len(steps)} target(s) in {len(waves)} wave(s)")
+
+
+async def current_head(gh: GitHubAPI, repo: RepoRef, branch: str | None) -> str | None:
+    """The commit the default branch points at now (None when it cannot be read)."""
+    if not branch:
+        return None
+    try:
+        data = await gh.getitem(f"{repo.url}/branches/{{branch}}", {"branch": branch})
+    except gidgethub.GitHubException:
+        return None
+    commit = data.get("commit") if isinstance(data, dict) else None
+    sha = commit.get("sha") if isinstance(commit, dict) else None
+    return sha if isinstance(sha, str) and len(sha) == 40 else None
 
 
 class _Report:

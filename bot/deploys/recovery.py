@@ -56,6 +56,7 @@ async def recover_all(service: DeployService) -> None:
             service.default_branch_is(repo, str(item.get("default_branch") or "main"))
             try:
                 await recover_repo(service, gh, repo)
+                await service.claims(gh, repo)  # the plan comments show claims from here
             except (*FAILURES, KubeApiError) as exc:
                 logger.error("recovery of %s failed: %s", repo.full_name, exc)
                 problems.append(f"{repo.full_name}: {type(exc).__name__}")

@@ -74,10 +74,13 @@ HEALTH_PASSTHROUGH = (
 )
 
 
-def health_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The minimal environment a health check runs with."""
+def health_environment(
+    base: Mapping[str, str] | None = None, extra: tuple[str, ...] = ()
+) -> dict[str, str]:
+    """The minimal environment a health check runs with, plus what the operator passes on."""
     env = deploy_environment(base)
-    return {k: v for k, v in env.items() if k in HEALTH_PASSTHROUGH}
+    allowed = {*HEALTH_PASSTHROUGH, *extra}
+    return {k: v for k, v in env.items() if k in allowed}
 
 
 def local_executor(

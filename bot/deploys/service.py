@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import cachetools
 from gidgethub.abc import GitHubAPI
@@ -22,18 +22,20 @@ from gidgethub.abc import GitHubAPI
 from bot.core.planner import Plan
 from bot.core.settings import Settings
 from bot.deploys.claims import Claim, DeploymentRecord, derive_claims
-from bot.deploys.executor import Executor
+from bot.deploys.executor import DeployJob, DeployResult, Executor
 from bot.deploys.executors import build_executor, executor_settings
-from bot.deploys.leased import Ended
 from bot.deploys.progress import Kind
-from bot.deploys.recovery import ended_meanwhile
-from bot.deploys.repo import MAX_LOGS, DeployLog, RepoDeploys
+from bot.deploys.repo import MAX_LOGS, DeployLog, RepoDeploys, health_environment
 from bot.deploys.reporter import THROTTLE_SECONDS, GitHubReporter
+from bot.deploys.rollout import StepOutcome
 from bot.deploys.schedule import Step, Wave
 from bot.github.comments import CommentCache
 from bot.github.deployments import DeploymentRef, Listed, newest_per_environment, set_status
 from bot.github.repo_settings import SettingsCache
 from bot.github.snapshot import RepoRef, SnapshotReader
+
+if TYPE_CHECKING:  # the Kubernetes client is imported only when a Lease is used
+    from bot.deploys.leased import Ended
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +111,8 @@ class DeployService:
             maxsize=256, ttl=CLAIMS_TTL_SECONDS
         )
         self.claim_views: dict[str, dict[str, Claim]] = {}
+        # Told of every step that ends: (executor name, step, outcome). Metrics listen here.
+        self.observers: list[Callable[[str, Step, StepOutcome], None]] = []
         self._default_branches: dict[str, str] = {}
         self._bound = False
         self._recovered = asyncio.Event()
@@ -162,6 +166,7 @@ class DeployService:
             source=source,
             actor=actor,
             delivery=delivery,
+            default_branch=default_branch,
         )
         logger.info("push %s..%s to %s: %s", before[:7], after[:7], repo.full_name, outcome.why)
         return outcome.waves
@@ -268,7 +273,41 @@ class DeployService:
             ctx.wave_settings[wave.id] = settings
             ctx.wave_delivery[wave.id] = delivery
         self._claims.pop(ctx.repo.full_name, None)
+        self._note_claims(ctx.repo, steps, settings, kind=kind, pr=pr, pr_author=pr_author)
         return waves
+
+    def _note_claims(
+        self,
+        repo: RepoRef,
+        steps: Sequence[Step],
+        settings: Settings,
+        *,
+        kind: Kind,
+        pr: int | None,
+        pr_author: str,
+    ) -> None:
+        """Keep the claims board current without a call: the newest deployment decides.
+
+        A preview claims its staging hubs; a merge or redeploy names no PR, so its newer
+        Deployment clears any claim on the hubs it deploys.
+        """
+        board = self.claim_views.setdefault(repo.full_name, {})
+        now = datetime.now(UTC)
+        for step in steps:
+            if step.hub is None:
+                continue
+            env = step.key
+            if kind == "preview" and pr is not None:
+                hours = timedelta(hours=settings.deploy.claim_hours)
+                board[env] = Claim(env, pr, pr_author, now, now + hours, 0)
+            else:
+                board.pop(env, None)
+
+    def claims_board(self, repo: RepoRef) -> dict[str, Claim]:
+        """The claims last seen on this repository, without a call (for the plan comment)."""
+        now = datetime.now(UTC)
+        board = self.claim_views.get(repo.full_name, {})
+        return {env: c for env, c in board.items() if c.expires > now}
 
     # -- cancelling and claims -------------------------------------------------------------
 
@@ -366,6 +405,7 @@ class DeployService:
                 "",
             )
             await set_status(gh, ref, "inactive", description=reason)
+            self.claim_views.get(repo.full_name, {}).pop(claim.environment, None)
         self._claims.pop(repo.full_name, None)
         return released
 
@@ -406,7 +446,7 @@ class DeployService:
             repo,
             settings,
             lambda: holder["ctx"].gh,
-            lambda job: ended_meanwhile(holder["ctx"], job),
+            lambda job: _ended_meanwhile(holder["ctx"], job),
         )
         public = self.config.public_url
         reporter = GitHubReporter(
@@ -416,7 +456,7 @@ class DeployService:
             app_id=self.app_id,
             log_url=(lambda a: f"{public}/deploys/{a}") if public else (lambda a: None),
             environment_url=lambda step: holder["ctx"].environment_url(step),
-            on_finish=lambda a, step, outcome: holder["ctx"].keep_log(a, step, outcome),
+            on_finish=lambda a, step, outcome: self._finished(holder["ctx"], a, step, outcome),
             throttle_seconds=self.config.throttle_seconds,
         )
         ctx = RepoDeploys(
@@ -427,9 +467,28 @@ class DeployService:
             executor=executor,
             reporter=reporter,
             logs=self.logs,
+            health_env=health_environment(extra=self.config.passthrough),
         )
         holder["ctx"] = ctx
         return ctx
+
+    def _finished(self, ctx: RepoDeploys, attempt: str, step: Step, outcome: StepOutcome) -> None:
+        ctx.keep_log(attempt, step, outcome)
+        for observe in self.observers:
+            try:
+                observe(ctx.executor.name, step, outcome)
+            except Exception:  # an observer (metrics) must never break reporting
+                logger.exception("a deploy observer failed")
+
+    def counts(self) -> tuple[int, int]:
+        """(queued, running) steps over every repository, for the gauges."""
+        queued = running = 0
+        for ctx in self.repos.values():
+            for wave in ctx.rollout.schedule.waves():
+                for state in wave.state.values():
+                    queued += state == "queued"
+                    running += state == "running"
+        return queued, running
 
     def _executor(
         self,
@@ -507,6 +566,12 @@ class DeployService:
         from bot.deploys.status import status_view
 
         return status_view(self)
+
+
+async def _ended_meanwhile(ctx: RepoDeploys, job: DeployJob) -> DeployResult | None:
+    from bot.deploys.recovery import ended_meanwhile
+
+    return await ended_meanwhile(ctx, job)
 
 
 def _record(item: Listed) -> DeploymentRecord:

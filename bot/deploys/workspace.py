@@ -45,15 +45,17 @@ class SnapshotWorkspace:
             # GitHub down, SHA gone: the deploy ends as an error that says why
             reason = type(exc).__name__
             raise CheckoutError(f"cannot read {sha[:12]} from GitHub: {reason}") from exc
-        with tempfile.TemporaryDirectory(prefix="hubbot-checkout-", dir=self.parent) as tmp:
+        with tempfile.TemporaryDirectory(
+            prefix="hubbot-checkout-", dir=self.parent, ignore_cleanup_errors=True
+        ) as tmp:
             root = Path(tmp)
-            writing = asyncio.ensure_future(asyncio.to_thread(write_tree, snapshot, root))
+            writer = asyncio.ensure_future(asyncio.to_thread(write_tree, snapshot, root))
             try:
-                await asyncio.shield(writing)
+                await asyncio.shield(writer)
             except asyncio.CancelledError:
-                # A thread cannot be stopped: let it finish before its folder is removed,
-                # or the removal races its writes (and fails instead of cancelling).
-                await asyncio.gather(writing, return_exceptions=True)
+                # The thread cannot be stopped: let it finish before the folder is removed,
+                # or the removal races the writes (a shutdown mid-checkout).
+                await asyncio.wait([writer])
                 raise
             yield root
 

@@ -72,11 +72,19 @@ class Downloader(Protocol):
 
 
 class AmbiguousWrite(gidgethub.GitHubException):
-    """A write that is not safe to repeat failed in a way that leaves unknown whether it applied."""
+    """A write that is not safe to repeat failed in a way that leaves unknown whether it applied.
 
-    def __init__(self, method: str, route: str, reason: str) -> None:
+    `settles_at` (a `time.monotonic()` value, when known) is when the write, if GitHub is
+    still working on it, will have landed or been dropped: a caller that repeated the write
+    looks for a late copy after that.
+    """
+
+    def __init__(
+        self, method: str, route: str, reason: str, *, settles_at: float | None = None
+    ) -> None:
         self.method = method
         self.route = route
+        self.settles_at = settles_at
         super().__init__(f"{method} {route}: {reason}; it may or may not have been applied")
 
 
@@ -101,6 +109,10 @@ class RetryPolicy:
     max_rate_limit_wait: float = 90.0
     timeout: float = 30.0
     download_timeout: float = 120.0
+    # GitHub ends any request it has worked on for 10 s ("Timeouts" in
+    # https://docs.github.com/en/rest/using-the-rest-api/troubleshooting-the-rest-api), so a
+    # write we gave up on has landed or been dropped this long after we gave up.
+    late_write_seconds: float = 10.0
 
     def backoff(self, attempt: int, rand: float) -> float:
         """The wait before retry number `attempt` (1-based): exponential, with equal jitter."""
@@ -253,7 +265,7 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
                 reason = "timed out" if isinstance(exc, TimeoutError) else "connection failed"
                 self._record(method, route, "timeout" if "timed" in reason else "error")
                 if not safe:
-                    raise AmbiguousWrite(method, route, reason) from None
+                    raise self._ambiguous(method, route, reason) from None
                 if attempt >= self.policy.attempts:
                     raise GitHubUnavailable(method, route, reason) from None
                 await self.sleep(self.policy.backoff(attempt, self._rand()))
@@ -274,11 +286,11 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
                 continue
             if status in _RETRY_STATUSES and attempt < self.policy.attempts:
                 if not safe:
-                    raise AmbiguousWrite(method, route, f"GitHub answered {status}")
+                    raise self._ambiguous(method, route, f"GitHub answered {status}")
                 await self.sleep(self.policy.backoff(attempt, self._rand()))
                 continue
             if status in _RETRY_STATUSES and not safe:
-                raise AmbiguousWrite(method, route, f"GitHub answered {status}")
+                raise self._ambiguous(method, route, f"GitHub answered {status}")
             return status, resp_headers, data
 
     async def _send(
@@ -316,6 +328,10 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
                 b"".join(chunks),
             )
 
+    def _ambiguous(self, method: str, route: str, reason: str) -> AmbiguousWrite:
+        settles_at = time.monotonic() + self.policy.late_write_seconds
+        return AmbiguousWrite(method, route, reason, settles_at=settles_at)
+
     def _route(self, url: str) -> str:
         if _origin(url) != self._api_origin:
             return "external"
@@ -334,3 +350,11 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
         except ValueError:
             return
         self._recorder.set_rate_limit(headers.get("x-ratelimit-resource", "core"), value)
+
+
+async def wait_for_late_writes(gh: object, settles_at: float) -> None:
+    """Wait until an ambiguous write has landed or been dropped (see `AmbiguousWrite`)."""
+    delay = settles_at - time.monotonic()
+    if delay > 0:
+        sleep = getattr(gh, "sleep", None)  # the client's own, injectable in tests
+        await (sleep(delay) if sleep is not None else asyncio.sleep(delay))

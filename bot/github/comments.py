@@ -4,7 +4,8 @@ The comment's id is remembered in memory (with the body last written, so an
 unchanged body costs no call); after a restart it is found again by listing the
 PR's comments. If it was deleted, the edit answers 404 and we find or create
 it again. Creating is not safe to repeat blindly: after an ambiguous failure we
-list first, and only create if our comment is not there.
+list first, and only create if our comment is not there; once the lost create
+would have landed, a late copy of it is deleted.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import cachetools
 import gidgethub
 from gidgethub.abc import GitHubAPI
 
-from bot.github.client import AmbiguousWrite
+from bot.github.client import AmbiguousWrite, wait_for_late_writes
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +117,21 @@ async def upsert_comment(
             cache.put(key, CommentRef(known.url, body))
             return Upsert("updated", known.url)
         cache.drop(key)
-    return await _find_or_create(gh, comments_url, key, body, cache, app_id)
+    lost: list[float] = []  # when ambiguous creates will have landed or been dropped
+    done = await _find_or_create(gh, comments_url, key, body, cache, app_id, lost)
+    if lost:
+        await _delete_late_copies(gh, comments_url, key[2], app_id, keep=done.url, at=max(lost))
+    return done
+
+
+async def _delete_late_copies(
+    gh: GitHubAPI, comments_url: str, marker: str, app_id: str | None, *, keep: str, at: float
+) -> None:
+    await wait_for_late_writes(gh, at)
+    for comment in await find_comment(gh, comments_url, marker, app_id):
+        if str(comment.get("url")) != keep:
+            logger.info("deleting a copy of the comment created late by a timed-out request")
+            await _delete(gh, str(comment["url"]))
 
 
 async def _find_or_create(
@@ -126,7 +141,9 @@ async def _find_or_create(
     body: str,
     cache: CommentCache,
     app_id: str | None,
+    lost: list[float],
 ) -> Upsert:
+    failure: AmbiguousWrite | None = None
     for _attempt in range(3):
         existing = await find_comment(gh, comments_url, key[2], app_id)
         if existing:
@@ -143,12 +160,17 @@ async def _find_or_create(
             continue  # deleted between the list and the edit
         try:
             created = await gh.post(comments_url, data={"body": body})
-        except AmbiguousWrite:
+        except AmbiguousWrite as exc:
             logger.warning("creating the comment may have failed; looking before retrying")
+            if exc.settles_at is not None:
+                lost.append(exc.settles_at)
+            failure = exc
             continue
         url = str(created["url"])
         cache.put(key, CommentRef(url, body))
         return Upsert("created", url)
+    if failure is not None:
+        raise failure  # what GitHub answered says more than "could not"
     raise gidgethub.GitHubException("could not create or find the plan comment")
 
 

@@ -85,6 +85,14 @@ async def on_comment(event: sansio.Event, gh: GitHubAPI, *args: Any, services: S
     if not parsed:
         return
     run = CommentRun(gh, services, data, delivery=event.delivery_id or "")
+    marker = REPLY_MARKER.format(comment_id=run.comment_id)
+    if await find_comment(run.gh, run.comments_url, marker, services.app_id):
+        # GitHub signs a delivery's body, not its id: a redelivery (after a restart emptied
+        # the dedupe cache) or a replay must not run `/deploy …@sha` a second time.
+        logger.info(
+            "comment %s was answered already: its commands do not run again", run.comment_id
+        )
+        return
     if parsed.commands:
         await _react(run, SEEN)
     results = [unknown_result(u) for u in parsed.unknown[:MAX_LINES]]

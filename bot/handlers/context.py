@@ -7,12 +7,14 @@ Later features add their own fields here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from bot.core.findings import Finding
 from bot.core.settings import Settings
 from bot.core.snapshot import Snapshot
+from bot.deploys.claims import Claim
 from bot.deploys.service import DeployService
 from bot.github.comments import CommentCache
 from bot.github.permissions import PermissionCache
@@ -34,8 +36,22 @@ class PlanOutcome:
     summary: str  # the check run's summary (markdown)
 
 
-# (base, head, settings, labels, extra findings) -> outcome; pure and blocking (run in a thread).
-PlanFn = Callable[[Snapshot, Snapshot, Settings, Sequence[str], Sequence[Finding]], PlanOutcome]
+class PlanFn(Protocol):
+    """(base, head, settings, labels, extra findings) -> outcome; pure and blocking (a thread)."""
+
+    def __call__(
+        self,
+        base: Snapshot,
+        head: Snapshot,
+        settings: Settings,
+        labels: Sequence[str],
+        extra_findings: Sequence[Finding],
+        *,
+        claims: Mapping[str, Claim] | None = None,
+        pr: int | None = None,
+    ) -> PlanOutcome:
+        """Plan a change and render it (claims: staging claims to show; pr: this PR)."""
+        ...
 
 
 def _default_plan() -> PlanFn:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from gidgethub import routing, sansio
 from gidgethub.abc import GitHubAPI
 
-from bot.handlers.context import Services
+from bot.handlers.context import PayloadError, Services
 
 logger = logging.getLogger(__name__)
 
@@ -20,7 +21,9 @@ async def forget_settings(
     event: sansio.Event, gh: GitHubAPI, *args: Any, services: Services
 ) -> None:
     """A push to the default branch invalidates that repository's cached settings."""
-    repository = event.data.get("repository") or {}
+    repository = event.data.get("repository")
+    if not isinstance(repository, Mapping):
+        raise PayloadError("push payload lacks its repository")
     default = repository.get("default_branch")
     if default and event.data.get("ref") == f"refs/heads/{default}":
         services.settings.invalidate(str(repository.get("full_name")), event.data.get("after"))

@@ -8,6 +8,7 @@ changed), `labeled` and `unlabeled` re-plan; so does "Re-run" on the check.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -141,9 +142,16 @@ async def plan_pull_request(
     """Plan a PR and publish it: the comment, and a check run that always ends concluded.
 
     `run`: an existing run of the head to conclude (one a stopped process left open).
+    If GitHub will not create the check run at first, the plan and its comment still go
+    out, and the run is created once more at the end, concluded at once.
     """
     if run is None:
-        run = await start_check(gh, repo_url=pr.repo.url, head_sha=pr.head_sha)
+        try:
+            run = await start_check(gh, repo_url=pr.repo.url, head_sha=pr.head_sha)
+        except gidgethub.GitHubException as exc:
+            logger.warning(
+                "could not start the plan check (%s): planning anyway", describe_failure(exc)
+            )
     try:
         outcome = await _plan(gh, services, pr)
         await upsert_comment(
@@ -154,6 +162,8 @@ async def plan_pull_request(
             cache=services.comments,
             app_id=services.app_id,
         )
+        if run is None:
+            run = await start_check(gh, repo_url=pr.repo.url, head_sha=pr.head_sha)
         await complete_check(
             gh,
             run,
@@ -163,7 +173,8 @@ async def plan_pull_request(
             annotations=[annotation(f) for f in outcome.findings],
         )
     except BaseException as exc:
-        await conclude_with_failure(gh, run, describe_failure(exc))
+        if run is not None:
+            await conclude_with_failure(gh, run, describe_failure(exc))
         raise
 
 
@@ -181,8 +192,14 @@ async def _plan(gh: GitHubAPI, services: Services, pr: PullRequest) -> PlanOutco
         default_head=base if on_default else None,
     )
     head = await reader.at_head(gh, pr.repo, base, comparison)
+    claims = services.deploys.claims_board(pr.repo)
     return await asyncio.to_thread(
-        services.plan, base, head, repo_settings.settings, pr.labels, repo_settings.findings
+        functools.partial(services.plan, claims=claims, pr=pr.number),
+        base,
+        head,
+        repo_settings.settings,
+        pr.labels,
+        repo_settings.findings,
     )
 
 

@@ -92,6 +92,7 @@ def create_app(
     app[LEADERSHIP] = Leadership(replica, app[QUEUE], app[SERVICES])
     app[METRICS].queue_depth.set_function(lambda: app[QUEUE].depth)
     app[METRICS].queue_running.set_function(lambda: app[QUEUE].running)
+    _measure_deploys(app[METRICS], app[SERVICES].deploys)
     app.router.add_post("/webhook", receive)
     app.router.add_post("/", receive)
     app.router.add_get("/healthz", healthz)
@@ -106,6 +107,17 @@ def create_app(
     app.cleanup_ctx.append(_workers)
     app.cleanup_ctx.append(_leadership)
     return app
+
+
+def _measure_deploys(metrics: Metrics, deploys: DeployService) -> None:
+    """Deploy counters and gauges, fed by the deploy service (labels stay bounded)."""
+    deploys.observers.append(
+        lambda executor, step, outcome: metrics.deploy_finished(
+            executor, step.stage, outcome.ending, outcome.duration_seconds
+        )
+    )
+    metrics.deploys_queued.set_function(lambda: deploys.counts()[0])
+    metrics.deploys_running.set_function(lambda: deploys.counts()[1])
 
 
 def deploy_config(settings: ServerSettings) -> DeployConfig:

@@ -23,12 +23,10 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from kubernetes.aio import client
-
-from bot.deploys.kubeapi import KubeApiError
-from bot.deploys.kubemanifest import MANAGED_BY, MANAGER, PREFIX
-from bot.deploys.leases import HeldLease, LeaseHeld, LeaseLock
+if TYPE_CHECKING:  # the Kubernetes client is imported only when replicas elect a leader
+    from bot.deploys.leases import HeldLease, LeaseLock
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +123,9 @@ class Election:
         """Read the Lease once: take it if free or expired (a candidate), else learn who leads."""
         if self.leading:
             return
+        from bot.deploys.kubeapi import KubeApiError
+        from bot.deploys.leases import LeaseHeld
+
         async with self._refreshing:
             if self.leading:
                 return
@@ -224,7 +225,11 @@ class Election:
             await asyncio.gather(self._loop, return_exceptions=True)
         await self.lock.close()
 
-    def _meta(self) -> client.V1ObjectMeta:
+    def _meta(self) -> Any:
+        from kubernetes.aio import client
+
+        from bot.deploys.kubemanifest import MANAGED_BY, MANAGER, PREFIX
+
         return client.V1ObjectMeta(
             name=self.name,
             namespace=self.lock.namespace,

@@ -24,11 +24,8 @@ import logging
 from typing import Any
 
 import aiohttp
+import gidgethub
 
-from bot.deploys.kubeapi import RetryPolicy as KubeRetry
-from bot.deploys.kubeapi import kube_configuration
-from bot.deploys.leases import LeaseLock
-from bot.deploys.recovery import FAILURES
 from bot.github.factory import GitHubFactory
 from bot.github.installations import installed_repositories
 from bot.handlers.context import Services
@@ -43,6 +40,7 @@ logger = logging.getLogger(__name__)
 RUNNING_GRACE = 8.0  # running handlers get this long to finish when the leader steps down
 HANDOVER_SECONDS = 8.0  # and the next leader this long to appear and take the waiting ones
 RECOVERY_HOLD_SECONDS = 60.0  # a new leader holds deliveries at most this long for recovery
+FAILURES = (gidgethub.GitHubException, aiohttp.ClientError, TimeoutError)
 PLAN_FAILURES = (*FAILURES, KeyError, TypeError, ValueError)
 
 
@@ -50,6 +48,10 @@ def build_replica(settings: ServerSettings) -> Replica:
     """This process's replica: alone, or a candidate in the app's leader election."""
     if not settings.leader_election:
         return Replica(election=None, secret=settings.webhook_secret)
+    from bot.deploys.kubeapi import RetryPolicy as KubeRetry
+    from bot.deploys.kubeapi import kube_configuration
+    from bot.deploys.leases import LeaseLock
+
     configuration = kube_configuration(
         host=settings.kube_host, token=settings.kube_token, ca_file=settings.kube_ca
     )

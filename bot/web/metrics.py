@@ -77,6 +77,25 @@ class Metrics:
             "hubbot_queue_depth", "Jobs waiting in the queue (not running)", registry=r
         )
         self.queue_running = Gauge("hubbot_queue_running", "Jobs running now", registry=r)
+        self.deploys = Counter(
+            "hubbot_deploys",
+            "Deploy targets ended, by stage (support, staging, prod), executor and ending",
+            ["stage", "executor", "ending"],
+            registry=r,
+        )
+        self.deploy_seconds = Histogram(
+            "hubbot_deploy_seconds",
+            "Time one deploy target took (its job and health check), by stage",
+            ["stage"],
+            buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600),
+            registry=r,
+        )
+        self.deploys_queued = Gauge(
+            "hubbot_deploys_queued", "Deploy targets accepted and waiting to start", registry=r
+        )
+        self.deploys_running = Gauge(
+            "hubbot_deploys_running", "Deploy targets running now", registry=r
+        )
         self.api_calls = Counter(
             "hubbot_github_api_calls",
             "Requests made to GitHub, by method, route template and status",
@@ -93,6 +112,12 @@ class Metrics:
     def delivery(self, event: str | None, result: str) -> None:
         """Count one webhook delivery and how it was answered."""
         self._child(self.deliveries, event_label(event), result).inc()
+
+    def deploy_finished(self, executor: str, stage: str, ending: str, seconds: float) -> None:
+        """Count one deploy target that ended; time it when it ran."""
+        self.deploys.labels(stage, executor, ending).inc()
+        if seconds > 0:
+            self.deploy_seconds.labels(stage).observe(seconds)
 
     def handled(self, event: str, result: str, seconds: float | None = None) -> None:
         """Count one finished background job (and its duration if it ran)."""

@@ -107,6 +107,8 @@ async def _receive(request: web.Request, event_name: str | None) -> tuple[web.Re
         data = _decode(content_type, body)
     except (ValueError, KeyError, IndexError):  # UnicodeDecodeError is a ValueError
         return _answer(400, "body is not valid JSON"), "bad_request"
+    except RecursionError:  # json's decoder recurses once per level of nesting
+        return _answer(400, "body is nested too deeply"), "bad_request"
     if not isinstance(data, dict):
         return _answer(400, "body must be a JSON object"), "bad_request"
     request[_VERIFIED] = data
@@ -133,7 +135,11 @@ def route(app: web.Application, incoming: Incoming) -> tuple[web.Response, str]:
     if not isinstance(installation, dict) or not isinstance(installation.get("id"), int):
         logger.debug("%s event without an installation: ignored", event.event)
         return _answer(202, "ignored: no installation in the payload"), "ignored"
-    if not app[ROUTER].fetch(event):
+    try:
+        handlers = app[ROUTER].fetch(event)
+    except TypeError:  # the router looks `action` up in a dict: an object there is no action
+        handlers = frozenset()
+    if not handlers:
         logger.debug("no handler for %s/%s: ignored", event.event, event.data.get("action"))
         return _answer(202, "ignored: nothing handles this event"), "ignored"
     job = Job(

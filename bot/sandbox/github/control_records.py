@@ -105,6 +105,9 @@ async def add_fault(request: web.Request) -> web.Response:
     if status is None and not delay:
         raise ApiError(422, "a fault needs a status, a delay_seconds, or both")
     headers = field(body, "headers", dict, {})
+    skip = field(body, "skip", int, 0)
+    if skip < 0:
+        raise ApiError(422, "skip must be 0 or more")
     fault = Fault(
         id=c.state.next_id(),
         method=field(body, "method", str, "*").upper(),
@@ -114,6 +117,7 @@ async def add_fault(request: web.Request) -> web.Response:
         delay_seconds=float(delay),
         headers={str(k): str(v) for k, v in headers.items()},
         body=body.get("body"),
+        skip=skip,
     )
     c.state.faults.append(fault)
     return json_response(fault.to_dict(), status=201)

@@ -110,6 +110,9 @@ class Gate:
         for fault in self.state.faults:
             if not fault.matches(request.method, request.path):
                 continue
+            if fault.skip > 0:
+                fault.skip -= 1
+                continue
             fault.times -= 1
             if fault.delay_seconds > 0:
                 try:

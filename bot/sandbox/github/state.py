@@ -227,7 +227,11 @@ class RecordedRequest:
 
 @dataclass
 class Fault:
-    """An injected failure for the next `times` requests matching method and path."""
+    """An injected failure for the next `times` requests matching method and path.
+
+    The first `skip` matching requests pass untouched, so a test can fail the n-th call
+    of a path it calls repeatedly.
+    """
 
     id: int
     method: str
@@ -237,6 +241,7 @@ class Fault:
     delay_seconds: float
     headers: dict[str, str]
     body: Any
+    skip: int = 0
 
     def matches(self, method: str, path: str) -> bool:
         """Whether this fault applies to a request."""
@@ -257,6 +262,7 @@ class Fault:
             "delay_seconds": self.delay_seconds,
             "headers": self.headers,
             "body": self.body,
+            "skip": self.skip,
         }
 
 
