@@ -198,3 +198,48 @@ async def test_a_killed_leaders_work_is_taken_over_once_its_lease_expires(
         await service.close()
         if bot.returncode is None:
             await kill(bot)
+
+
+@pytest.mark.parametrize("how", ["sigterm", "lease lost"])
+async def test_a_leader_process_steps_down_and_exits(
+    doubles: tuple[Any, Any], tmp_path: Path, how: str
+) -> None:
+    sandbox, kube = doubles
+    port = free_port()
+    bot = await spawn_bot(
+        sandbox,
+        tmp_path,
+        port,
+        HUBBOT_LEADER_ELECTION="true",
+        HUBBOT_POD_NAME="hubbot-a",
+        HUBBOT_POD_IP="127.0.0.1",
+        HUBBOT_POD_NAMESPACE=NAMESPACE,
+        HUBBOT_KUBE_HOST=kube.url,
+        HUBBOT_KUBE_TOKEN=kube.token,
+        HUBBOT_LEADER_LEASE_SECONDS="3",
+    )
+    b = None
+    try:
+        await until(lambda: any(x["spec"].get("holderIdentity") for x in kube.leases()))
+        b = await start_node(sandbox, kube, "hubbot-b")
+        await until(lambda: b.election.leader_url == f"http://127.0.0.1:{port}")
+        started = time.monotonic()
+        if how == "sigterm":
+            bot.send_signal(signal.SIGTERM)
+        else:  # the API server refuses its renewals: it must stop leading, then exit
+            kube.faults.fail(500, method="PUT", path="leases/hubbot-leader", times=10_000)
+        code = await asyncio.wait_for(bot.wait(), 30)
+        kube.faults.clear()
+        await until(lambda: b.leading, within=10)
+        took = time.monotonic() - started
+        assert code == (0 if how == "sigterm" else 1)
+        if how == "sigterm":
+            assert took < 2.0, f"handover took {took:.2f} s"  # released, not expired
+        log = (tmp_path / f"bot-{port}.log").read_text()
+        assert ("resigned the lead" in log) is (how == "sigterm")
+        assert ("leadership lost" in log) is (how != "sigterm")
+    finally:
+        if b is not None:
+            await b.runner.cleanup()
+        if bot.returncode is None:
+            await kill(bot)

@@ -465,3 +465,19 @@ async def test_the_check_runs_once_the_old_holder_lets_the_hubs_lease_go(kube: A
     assert "already ended (success)" in result.detail
     await old.close()
     await new.close()
+
+
+def test_one_replica_never_imports_the_kubernetes_client() -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    code = (
+        "import sys, bot.web.app, bot.web.serve\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'kubernetes'}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"  # its models cost ~20 MB: loaded only when a Lease is used
