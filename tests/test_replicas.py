@@ -377,6 +377,7 @@ async def test_a_leader_that_cannot_renew_steps_down_and_asks_to_exit(pair: Pair
     pair.kube.faults.fail(500, method="PUT", path="leases/hubbot-leader", times=10_000)
     lost = await until(lambda: pair.a.leadership.stopped.is_set(), within=10)
     assert not pair.a.leading and not pair.a.election.candidate
+    assert pair.a.leadership.deploys_stopped  # what it ran, its successor resumes
     assert lost <= 3 * 2 / 3 + 1.5  # the renew deadline (2/3 of the 3 s term), and a retry
     pair.kube.faults.clear()
     await until(lambda: pair.b.leading, within=10)  # once a's term has run out

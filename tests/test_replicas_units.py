@@ -218,7 +218,7 @@ async def test_deliveries_are_held_while_no_leader_answers_up_to_a_bound() -> No
     def delivery(n: int) -> Incoming:
         return Incoming(b"{}", {"x-github-delivery": f"d{n}", "x-github-event": "push"}, {})
 
-    answers = [await replica.receive(delivery(n)) for n in range(3)]
+    answers = [await replica.receive(delivery(n)) for n in range(3)]  # no leader: held
     assert [(r.status, result) for r, result in answers] == [
         (202, "held"),
         (202, "held"),
@@ -229,6 +229,15 @@ async def test_deliveries_are_held_while_no_leader_answers_up_to_a_bound() -> No
     forwarded = Incoming(b"{}", {"x-hubbot-forwarded-by": "other"}, {})
     response, result = await replica.receive(forwarded)
     assert (response.status, result) == (421, "misdirected")
+    # A leader appears: held deliveries go first, and a new one queues behind them.
+    routed: list[str] = []
+    replica.route = lambda incoming: (routed.append(incoming.delivery_id), answers[0])[1]
+    replica.hold_max = 3
+    assert (await replica.receive(delivery(3)))[1] == "held"
+    replica.election.leading = True  # type: ignore[union-attr]
+    while replica.held:
+        assert await replica._flush_one()
+    assert routed == ["d0", "d1", "d3"]
 
 
 # -- the election against the Kubernetes API double ----------------------------------------

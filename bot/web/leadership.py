@@ -88,7 +88,8 @@ class Leadership:
         self.plans: dict[str, Any] = {"state": "not started", "stale": 0, "calls": 0}
         self.stopped = asyncio.Event()  # the Lease was lost: the process should exit
         self._stepping: asyncio.Task[None] | None = None
-        self._deploys_stopped = False
+        self.led = False  # whether this process ever led (then it has deploys to stop)
+        self.deploys_stopped = False
         self._tasks: set[asyncio.Task[None]] = set()
 
     def start(self, github: GitHubFactory, session: aiohttp.ClientSession) -> None:
@@ -104,6 +105,7 @@ class Leadership:
     def begin(self) -> None:
         """This process leads: start deploys and recovery."""
         assert self.github is not None
+        self.led = True
         self.services.deploys.start(self.github)
         if self.replica.election is not None:
             # A new leader resumes the old one's deploys before anything newer is handled,
@@ -177,10 +179,9 @@ class Leadership:
         election = self.replica.election
         assert election is not None
         self.replica.stepping_down, election.candidate = True, False
-        was_leading = election.leading
         waiting = self.queue.hand_over()
         await self.queue.close(drain_timeout=RUNNING_GRACE)
-        if was_leading:
+        if self.led:  # also when the Lease was lost: its successor reruns what it stops
             await self.stop_deploys()
         await election.resign()
         await self.replica.hand_over(waiting, within=HANDOVER_SECONDS)
@@ -196,9 +197,9 @@ class Leadership:
 
     async def stop_deploys(self) -> None:
         """Stop recovery and the deploy service (once)."""
-        if self._deploys_stopped:
+        if self.deploys_stopped:
             return
-        self._deploys_stopped = True
+        self.deploys_stopped = True
         for task in (self.recovery, self._resuming):
             if task is not None:
                 task.cancel()
@@ -209,6 +210,8 @@ class Leadership:
         """Step down (with an election) and stop the replica's background work."""
         await self.step_down()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.replica.held:  # held while stepping down, and not passed on yet
+            await self.replica.hand_over([], within=HANDOVER_SECONDS)
         await self.replica.close()
 
 

@@ -192,6 +192,8 @@ class Replica:
         """Forward to the leader (or route it, on taking the lead); hold it if none answers."""
         if FORWARDED_BY in incoming.headers:
             return answer(421, MISDIRECTED), "misdirected"
+        if self.held:  # behind the held ones, so the leader gets them in order
+            return self._hold(incoming)
         delivered = await self._deliver(incoming, within=self.forward_seconds)
         if delivered is not None:
             return delivered
