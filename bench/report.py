@@ -329,6 +329,48 @@ def memory_rows(m: dict[str, Any] | None, w: dict[str, Any] | None) -> list[Row]
     return rows
 
 
+def replica_rows(r: dict[str, Any]) -> list[Row]:
+    """Two replicas: a delivery forwarded by the standby, and how fast the other one leads."""
+    t, direct, fwd = r["targets"], r["direct"], r["forwarded"]
+    lease = r["lease_seconds"]
+    rows = [
+        Row(
+            f"ack latency {label}, delivery forwarded by the standby to the leader",
+            f"{fwd[key]:.2f} ms",
+            f"< {t['forwarded_p99_ms']:g} ms" if key == "p99_ms" else "—",
+            (fwd[key] < t["forwarded_p99_ms"]) if key == "p99_ms" else None,
+            baseline=f"straight to the leader {direct[key]:.2f} ms",
+            ratio=f"{fwd[key] / direct[key]:.2f}×",
+        )
+        for key, label in (("p50_ms", "p50"), ("p99_ms", "p99"))
+    ]
+    rows.append(
+        Row(
+            "failover when the leader stops (SIGTERM: it hands its Lease over)",
+            s(r["step_down_seconds"]),
+            f"< {t['step_down_seconds']:g} s",
+            r["step_down_seconds"] < t["step_down_seconds"],
+        )
+    )
+    rows.append(
+        Row(
+            f"failover when the leader dies (SIGKILL: its {lease} s Lease expires)",
+            s(r["expiry_seconds"]),
+            f"< {lease + t['expiry_margin_seconds']:g} s (lease + {t['expiry_margin_seconds']:g})",
+            r["expiry_seconds"] < lease + t["expiry_margin_seconds"],
+        )
+    )
+    return rows
+
+
+REPLICA_NOTE = (
+    "Two `hubbot serve` processes with leader election against the Kubernetes double"
+    " (`coordination.k8s.io/v1` Lease); acks are an open loop of signed `push` deliveries to"
+    " each, best of two runs. Failover: from the signal to the other replica reporting itself"
+    " leader on `/readyz`. These targets are hubbot's own (the issues set none)."
+)
+
+
 # -- the whole file ----------------------------------------------------------------------------
 
 API_NOTE = (
@@ -396,6 +438,11 @@ AREAS = [
         "Memory (RSS)",
         ("memory", "webhooks"),
         lambda f: (memory_rows(f["memory"], f["webhooks"]), [MEMORY_NOTE], ""),
+    ),
+    Area(
+        "Two replicas: forwarding and failover (issue 5's chart)",
+        ("replicas",),
+        lambda f: (replica_rows(f["replicas"]), [REPLICA_NOTE], ""),
     ),
 ]
 # What a benchmark's figures look like when they are missing or of another shape.

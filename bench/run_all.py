@@ -7,7 +7,7 @@ Each benchmark runs as its own subprocess with `--json`: its human report stream
 terminal (stderr) as it runs, and its figures come back as one JSON object on stdout.
 Around each one the machine's load is sampled, so the file says how busy the machine was.
 `--quick` takes fewer runs and shorter loads: a smoke run (about a minute), not figures to
-publish. A full run takes about three minutes on a 2-core machine. `--raw` keeps every
+publish. A full run takes about four minutes on a 2-core machine. `--raw` keeps every
 figure as JSON; `--from-raw` writes the markdown again from such a file, running nothing.
 
 Exit code: 0 when every benchmark produced figures (missed targets are written in the
@@ -54,6 +54,7 @@ BENCHES = [
     Bench("webhooks", "bench_webhooks.py", ("--no-budget",), ("--no-budget", "--seconds", "1")),
     Bench("deploys", "bench_deploys.py", (), ("--merges", "2", "--commands", "1")),
     Bench("memory", "bench_memory.py"),
+    Bench("replicas", "bench_replicas.py", (), ("--seconds", "1", "--lease", "5")),
 ]
 TIMEOUT = 600.0  # seconds per benchmark; a full run of each takes well under a minute
 LIBRARIES = ("aiohttp", "gidgethub", "gojsonnet", "PyYAML", "jsonschema", "cachetools")

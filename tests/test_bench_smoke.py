@@ -61,9 +61,9 @@ def test_every_area_and_fact_is_written_and_every_target_met(run: dict[str, Any]
     assert "## Machine" in markdown and "AMD EPYC" in markdown and "helm | v3." in markdown
     assert "## How loaded the machine was" in markdown
     verdicts = results(markdown)
-    assert len(verdicts) == 15
+    assert len(verdicts) == 18
     assert set(verdicts.values()) == {"met"}
-    assert "**15 of 15 targets met.**" in markdown
+    assert "**18 of 18 targets met.**" in markdown
     assert "missed" not in markdown and "Not measured" not in markdown
     assert "machine was busy" not in markdown
     assert "Other processes used at most 2% of the machine during a benchmark (quiet)" in markdown
@@ -81,6 +81,9 @@ def test_every_area_and_fact_is_written_and_every_target_met(run: dict[str, Any]
         ("deploys", ["rollout_reported", "ratio"], 0.89, "all-hubs rollout, 201 targets"),
         ("memory", ["serve_peak_rss_mb"], 150.0, "`hubbot serve` peak RSS, planning"),
         ("webhooks", ["hubbot_peak_rss_mb"], 151.0, "`hubbot serve` peak RSS after"),
+        ("replicas", ["forwarded", "p99_ms"], 50.0, "ack latency p99, delivery forwarded"),
+        ("replicas", ["step_down_seconds"], 2.5, "failover when the leader stops"),
+        ("replicas", ["expiry_seconds"], 7.5, "failover when the leader dies"),
     ],
 )
 def test_a_missed_target_is_written_as_missed_in_its_row_and_the_summary(
@@ -95,7 +98,7 @@ def test_a_missed_target_is_written_as_missed_in_its_row_and_the_summary(
     assert len(missed) == 1, missed
     ((figure, result),) = missed.items()
     assert figure.startswith(row) and result == "**missed**"
-    assert "**14 of 15 targets met.** Missed: " + figure in markdown
+    assert "**17 of 18 targets met.** Missed: " + figure in markdown
 
 
 def test_a_plan_between_a_third_of_either_end_of_2i2c_is_missed_with_the_reason(
@@ -131,7 +134,7 @@ def test_a_failed_benchmark_is_named_and_the_rest_still_written(run: dict[str, A
     assert "## Webhook acks against bare aiohttp (issue 3)\n\nNot measured in this run" in markdown
     assert "## Memory (RSS)\n\nNot measured in this run" in markdown
     assert "| `hubbot validate`, whole snapshot, cold | 1.900 s" in markdown
-    assert "**11 of 11 targets met.**" in markdown
+    assert "**14 of 14 targets met.**" in markdown
 
 
 def test_a_quick_run_and_a_busy_machine_say_so(run: dict[str, Any]) -> None:
@@ -219,8 +222,8 @@ def test_run_all_quick_writes_every_area(tmp_path: Path, snapshot_2i2c: Path) ->
     for area in AREAS:
         assert f"## {area.title}\n\n| figure |" in markdown
     verdicts = results(markdown)
-    assert len(verdicts) == 15
+    assert len(verdicts) == 18
     assert all(v == "met" or v.startswith("**missed**") for v in verdicts.values())
     assert set(json.loads(raw.read_text())["sections"]) == {
-        "plan", "validate", "budget", "webhooks", "deploys", "memory",
+        "plan", "validate", "budget", "webhooks", "deploys", "memory", "replicas",
     }  # fmt: skip

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
-from bot.deploys.kubeapi import RBAC_RULES
+from bot.deploys.kubeapi import LEADER_RBAC_RULES, RBAC_RULES
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "deploy" / "hubbot"
@@ -42,7 +42,8 @@ CONTAINER_PORT = 8080
 # The routes `hubbot serve` answers, as issue 3 specifies them. bot/web has no route table
 # yet; when it has one, this set should be read from it so a renamed route fails here.
 SERVER_ROUTES = {("POST", "/webhook"), ("POST", "/"), ("GET", "/healthz"), ("GET", "/readyz")}
-SERVER_ROUTES |= {("GET", "/metrics"), ("GET", "/")}
+SERVER_ROUTES |= {("GET", "/metrics"), ("GET", "/"), ("GET", "/status.json")}
+SERVER_PREFIXES = {("GET", "/deploys/")}  # /deploys/{attempt}
 
 # Canary credentials: they must reach the Secret and nothing else.
 PRIVATE_KEY = "\n".join(
@@ -61,6 +62,8 @@ CREDENTIALS = {
 # What the Kubernetes executor and Lease lock call, and nothing more (checked against the
 # requests they make in tests/test_kube_executor.py), so the chart and the code cannot drift.
 EXECUTOR_RULES = {(group, resource): set(verbs) for group, resource, verbs in RBAC_RULES}
+# What leader election (replicas > 1) calls: tests/test_replicas_units.py checks the requests.
+LEADER_RULES = {(group, resource): set(verbs) for group, resource, verbs in LEADER_RBAC_RULES}
 
 SCENARIOS: dict[str, dict[str, Any]] = {
     "default": {},
@@ -83,9 +86,18 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         }
     },
     "single-replica": {"replicas": 1},
+    "single-replica-kubernetes-executor": {
+        "replicas": 1,
+        "executor": {"kubernetes": {"enabled": True}},
+    },
     "everything-on": {
         "executor": {"kubernetes": {"enabled": True}},
-        "ingress": {"enabled": True, "host": "hubbot.example.org", "statusPage": True},
+        "ingress": {
+            "enabled": True,
+            "host": "hubbot.example.org",
+            "statusPage": True,
+            "deployLogs": True,
+        },
         "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
         "networkPolicy": {
             "ingress": {"from": [{"namespaceSelector": {"matchLabels": {"name": "ingress"}}}]},
@@ -295,18 +307,20 @@ def test_the_validator_catches_a_misspelt_field(tmp_path: Path) -> None:
 
 
 BASE_KINDS = {"Deployment", "NetworkPolicy", "PodDisruptionBudget", "Secret", "Service"}
-BASE_KINDS |= {"ServiceAccount"}
+BASE_KINDS |= {"ServiceAccount", "Role", "RoleBinding"}  # 2 replicas: leader election
+SINGLE = BASE_KINDS - {"PodDisruptionBudget", "Role", "RoleBinding"}
 
 
 @pytest.mark.parametrize(
     ("scenario", "expected"),
     [
         ("default", BASE_KINDS),
-        ("single-replica", BASE_KINDS - {"PodDisruptionBudget"}),
+        ("single-replica", SINGLE),
+        ("single-replica-kubernetes-executor", SINGLE | {"Role", "RoleBinding"}),
         ("existing-secret", BASE_KINDS - {"Secret"}),
-        ("kubernetes-executor", BASE_KINDS | {"Role", "RoleBinding"}),
+        ("kubernetes-executor", BASE_KINDS),
         ("ingress", BASE_KINDS | {"Ingress"}),
-        ("everything-on", BASE_KINDS | {"Ingress", "Role", "RoleBinding", "ServiceMonitor"}),
+        ("everything-on", BASE_KINDS | {"Ingress", "ServiceMonitor"}),
     ],
 )
 def test_which_objects_each_scenario_creates(
@@ -329,11 +343,22 @@ def _rules(role: dict) -> dict[tuple[str, str], set[str]]:
     return rules
 
 
-@pytest.mark.parametrize("scenario", ["kubernetes-executor", "everything-on"])
-def test_role_is_exactly_what_the_executor_uses(tmp_path: Path, scenario: str) -> None:
+@pytest.mark.parametrize(
+    ("scenario", "rules"),
+    [
+        ("kubernetes-executor", EXECUTOR_RULES),
+        ("single-replica-kubernetes-executor", EXECUTOR_RULES),
+        ("everything-on", EXECUTOR_RULES),
+        ("default", LEADER_RULES),  # 2 replicas, local executor: the Leases only
+    ],
+)
+def test_role_is_exactly_what_the_bot_uses(
+    tmp_path: Path, scenario: str, rules: dict[tuple[str, str], set[str]]
+) -> None:
     docs = render(tmp_path, SCENARIOS[scenario])
     role = only(docs, "Role")
-    assert _rules(role) == EXECUTOR_RULES
+    assert _rules(role) == rules
+    assert LEADER_RULES.items() <= EXECUTOR_RULES.items()  # the executor's Role covers both
     assert "*" not in set(walk(role["rules"]))
     assert not {"secrets", "configmaps", "serviceaccounts"} & {r for _, r in _rules(role)}
     binding = only(docs, "RoleBinding")
@@ -357,10 +382,13 @@ def test_nothing_is_cluster_scoped(tmp_path: Path, scenario: str) -> None:
 
 @pytest.mark.parametrize(
     "values",
-    [{}, {"executor": {"kubernetes": {"enabled": False}}, "rbac": {"create": True}}],
-    ids=["default", "explicit"],
+    [
+        {"replicas": 1},
+        {"replicas": 1, "executor": {"kubernetes": {"enabled": False}}, "rbac": {"create": True}},
+    ],
+    ids=["one-replica", "explicit"],
 )
-def test_local_executor_only_gets_no_role_and_no_token(
+def test_one_replica_with_the_local_executor_gets_no_role_and_no_token(
     tmp_path: Path, values: dict[str, Any]
 ) -> None:
     docs = render(tmp_path, values)
@@ -577,20 +605,98 @@ def test_ingress_routes_the_webhook_and_optionally_the_status_page(
     (rule,) = spec["rules"]
     assert rule["host"] == "hubbot.example.org"
     paths = {p["path"]: p for p in rule["http"]["paths"]}
-    assert set(paths) == ({"/webhook", "/"} if status_page else {"/webhook"})
+    assert set(paths) == ({"/webhook", "/", "/status.json"} if status_page else {"/webhook"})
     for path in paths.values():
         assert path["pathType"] == "Exact"  # /metrics, /healthz, /readyz stay inside
         assert path["backend"] == {"service": {"name": FULLNAME, "port": {"name": "http"}}}
         assert ("POST" if path["path"] == "/webhook" else "GET", path["path"]) in SERVER_ROUTES
+    assert "HUBBOT_PUBLIC_URL" not in env(render(tmp_path, values))
+
+
+@pytest.mark.parametrize(
+    ("values", "public_url"),
+    [
+        ({"ingress": {"deployLogs": True}}, "https://hubbot.example.org"),
+        ({"ingress": {"deployLogs": True, "tls": []}}, "http://hubbot.example.org"),
+        (
+            {"ingress": {"deployLogs": True}, "publicUrl": "https://bot.example.org/"},
+            "https://bot.example.org",
+        ),
+    ],
+)
+def test_ingress_routes_the_deploy_logs_their_links_point_at(
+    tmp_path: Path, values: dict[str, Any], public_url: str
+) -> None:
+    docs = render(tmp_path, deep_merge(SCENARIOS["ingress"], values))
+    (rule,) = only(docs, "Ingress")["spec"]["rules"]
+    paths = {p["path"]: p for p in rule["http"]["paths"]}
+    assert paths["/deploys/"]["pathType"] == "Prefix"
+    assert ("GET", "/deploys/") in SERVER_PREFIXES
+    assert env(docs)["HUBBOT_PUBLIC_URL"] == {"name": "HUBBOT_PUBLIC_URL", "value": public_url}
+
+
+def test_public_url_alone_sets_the_link_base(tmp_path: Path) -> None:
+    variables = env(render(tmp_path, {"publicUrl": "https://bot.example.org"}))
+    assert variables["HUBBOT_PUBLIC_URL"]["value"] == "https://bot.example.org"
+    result = template(tmp_path, {}, "--set", "publicUrl=bot.example.org")
+    assert result.returncode != 0 and "publicUrl" in result.stderr
+
+
+@pytest.mark.parametrize(("replicas", "elects"), [(1, False), (2, True), (3, True)])
+def test_several_replicas_elect_a_leader(tmp_path: Path, replicas: int, elects: bool) -> None:
+    docs = render(tmp_path, {"replicas": replicas, "leaderElection": {"leaseSeconds": 20}})
+    variables = env(docs)
+    assert variables["HUBBOT_POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    namespace = variables["HUBBOT_POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"]
+    assert namespace == "metadata.namespace"
+    if not elects:
+        assert not {"HUBBOT_LEADER_ELECTION", "HUBBOT_POD_IP"} & set(variables)
+        return
+    assert variables["HUBBOT_LEADER_ELECTION"]["value"] == "true"
+    assert variables["HUBBOT_POD_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+    assert variables["HUBBOT_LEADER_LEASE_SECONDS"]["value"] == "20"
+    assert pod_spec(docs)["automountServiceAccountToken"] is True
+    assert only(docs, "ServiceAccount")["automountServiceAccountToken"] is True
+    # Rolling updates never drop below the wanted count: standbys stay ready, they forward.
+    strategy = only(docs, "Deployment")["spec"]["strategy"]["rollingUpdate"]
+    assert strategy == {"maxUnavailable": 0, "maxSurge": 1}
 
 
 def _egress_ports(policy: dict) -> set[tuple[int, str]]:
     return {(p["port"], p["protocol"]) for rule in policy["spec"]["egress"] for p in rule["ports"]}
 
 
+RELEASE_PODS = [
+    {
+        "podSelector": {
+            "matchLabels": {
+                "app.kubernetes.io/name": "hubbot",
+                "app.kubernetes.io/instance": RELEASE,
+            }
+        }
+    }
+]
+TO_THE_LEADER = {"ports": [{"port": CONTAINER_PORT, "protocol": "TCP"}], "to": RELEASE_PODS}
+
+
 def test_network_policy_defaults(tmp_path: Path) -> None:
     policy = only(render(tmp_path), "NetworkPolicy")["spec"]
     assert policy["policyTypes"] == ["Ingress", "Egress"]
+    assert policy["ingress"] == [{"ports": [{"port": CONTAINER_PORT, "protocol": "TCP"}]}]
+    # Two replicas: the API server (leader election) and the other pods' port are reachable.
+    assert TO_THE_LEADER in policy["egress"]
+    others = [rule for rule in policy["egress"] if rule != TO_THE_LEADER]
+    assert _egress_ports({"spec": {"egress": others}}) == {
+        (53, "UDP"),
+        (53, "TCP"),
+        (443, "TCP"),
+        (6443, "TCP"),
+    }
+    assert all("to" not in rule for rule in others)
+
+
+def test_network_policy_of_one_replica_opens_nothing_more(tmp_path: Path) -> None:
+    policy = only(render(tmp_path, {"replicas": 1}), "NetworkPolicy")["spec"]
     assert policy["ingress"] == [{"ports": [{"port": CONTAINER_PORT, "protocol": "TCP"}]}]
     assert _egress_ports({"spec": policy}) == {(53, "UDP"), (53, "TCP"), (443, "TCP")}
     assert all("to" not in rule for rule in policy["egress"])
@@ -606,13 +712,20 @@ def test_network_policy_with_the_kubernetes_executor_and_selectors(tmp_path: Pat
     assert spec["ingress"][0]["from"] == [
         {"namespaceSelector": {"matchLabels": {"name": "ingress"}}}
     ]
+    # Restricted ingress still lets the other replicas forward to this one.
+    assert spec["ingress"][1] == {
+        "ports": [{"port": CONTAINER_PORT, "protocol": "TCP"}],
+        "from": RELEASE_PODS,
+    }
     assert _egress_ports(policy) == {
         (53, "UDP"),
         (53, "TCP"),
         (443, "TCP"),
         (6443, "TCP"),
         (8443, "TCP"),
+        (CONTAINER_PORT, "TCP"),  # to the other replicas only (TO_THE_LEADER)
     }
+    assert TO_THE_LEADER in spec["egress"]
     https = next(r for r in spec["egress"] if {"port": 443, "protocol": "TCP"} in r["ports"])
     assert https["to"] == [{"ipBlock": {"cidr": "140.82.112.0/20"}}]
 

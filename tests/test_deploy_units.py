@@ -22,11 +22,14 @@ from gidgethub import sansio
 from bot.core.settings import parse_settings
 from bot.core.snapshot import DictSnapshot, Symlink
 from bot.deploys import progress
-from bot.deploys.executor import DeployJob
+from bot.deploys.executor import DeployJob, DeployResult
+from bot.deploys.health import HealthResult
 from bot.deploys.local import CheckoutError
 from bot.deploys.progress import Origin, TargetRecord
 from bot.deploys.repo import DeployLog, deploy_environment
 from bot.deploys.reporter import Throttled
+from bot.deploys.rollout import StepOutcome
+from bot.deploys.schedule import Step
 from bot.deploys.service import DeployService
 from bot.deploys.workspace import write_tree
 from bot.handlers.context import Services
@@ -340,6 +343,38 @@ async def test_the_log_page(aiohttp_client: Any, attempt: str, status: int) -> N
         text = await resp.text()
     if status == 200:
         assert "uni-a/staging" in text and "helm: <b>boom</b>" in text
+
+
+CREDENTIALS = {
+    "github token": "ghs_" + "A1b2" * 9,
+    "fine-grained token": "github_pat_" + "x9" * 20,
+    "age key": "AGE-SECRET-KEY-1" + "QZ" * 29,
+    "PEM block": "-----BEGIN RSA PRIVATE KEY-----\nMIIEow"
+    + "K" * 64
+    + "\n-----END RSA PRIVATE KEY-----",
+}
+
+
+@pytest.mark.parametrize("shape", list(CREDENTIALS))
+def test_a_kept_log_holds_no_credential_shaped_text(shape: str) -> None:
+    # A Kubernetes Job decrypts its secrets in its pod: the bot never knows their values.
+    secret = CREDENTIALS[shape]
+    outcome = StepOutcome(
+        "failure",
+        f"exit code 1 ({secret})",
+        result=DeployResult("failure", "exit code 1", log=f"before\n{secret}\nafter\n"),
+        health=HealthResult(ok=False, attempts=2, detail="failed", log=f"curl: {secret}"),
+    )
+    entry = DeployLog.of("o/r", Step("uni-a", "staging", "staging", sha="a" * 40), outcome)
+    assert entry is not None
+    for text in (entry.detail, entry.log, entry.health):
+        assert secret not in text and "[redacted]" in text
+    assert entry.log.startswith("before\n") and entry.log.endswith("after\n")
+
+
+def test_a_step_that_never_ran_keeps_no_log() -> None:
+    step = Step("uni-a", None, "support")
+    assert DeployLog.of("o/r", step, StepOutcome("cancelled", "cancelled")) is None
 
 
 def test_the_status_snapshot_is_json_and_starts_empty() -> None:

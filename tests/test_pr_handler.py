@@ -22,7 +22,7 @@ from bot.github.snapshot import RepoRef
 from bot.handlers.context import PlanOutcome, Services
 from bot.handlers.planning import MARKER
 from bot.handlers.router import coalesce_tag, job_key, router
-from tests.conftest import sample
+from tests.conftest import Answers, sample
 from tests.test_github_snapshot import World, git, rev
 
 REPO = RepoRef("octo", "infra", "https://api.github.com/repos/octo/infra")
@@ -287,6 +287,23 @@ async def test_a_github_failure_mid_way_concludes_the_check_with_the_reason(
     final = world.checks()[-1]
     assert (final["status"], final["conclusion"]) == ("completed", "failure")
     assert "GitHub answered 502 Bad Gateway" in final["output"]["summary"]
+
+
+async def test_a_check_github_will_not_create_at_first_still_gets_the_plan_out(
+    tmp_path: Path, services: Services
+) -> None:
+    world = Repo(tmp_path, FILES)
+    head = world.push({"config/clusters/c1/hub1.values.yaml": "n: 2\n"})
+    created = world.gh.responses[("POST", CHECKS)]
+    world.gh.responses[("POST", CHECKS)] = Answers(
+        gidgethub.GitHubBroken(http.HTTPStatus.BAD_GATEWAY), created
+    )
+    await router.dispatch(world.event("opened", head), world.gh, services=services)
+    # the comment went out, and the run was created again at the end and concluded
+    assert any(u.endswith("/comments") for u in world.gh.urls("POST"))
+    final = world.checks()[-1]
+    assert (final["status"], final["conclusion"]) == ("completed", "success")
+    assert [m for m, u, _ in world.gh.calls if u == CHECKS] == ["POST", "POST"]
 
 
 async def test_a_planner_bug_concludes_the_check_without_leaking_the_message(

@@ -21,6 +21,7 @@ from bot.deploys.repo import local_executor
 from bot.github.snapshot import RepoRef, SnapshotReader
 
 if TYPE_CHECKING:
+    from bot.deploys.leased import Ended
     from bot.deploys.service import DeployConfig
 
 logger = logging.getLogger(__name__)
@@ -38,19 +39,33 @@ def build_executor(
     *,
     snapshots: SnapshotReader,
     gh: Callable[[], GitHubAPI],
+    ended: Ended | None = None,
 ) -> Executor:
-    """The executor the settings ask for (or `Unavailable`, saying why it cannot start)."""
+    """The executor the settings ask for (or `Unavailable`, saying why it cannot start).
+
+    `ended` tells a Leased executor that a resumed deploy already ended elsewhere.
+    """
+    from bot.deploys.kubeapi import KubeConfigError
+
     if settings.deploy.executor == "kubernetes":
-        from bot.deploys.kubeapi import KubeConfigError
         from bot.deploys.kubeexec import kubernetes_executor
         from bot.deploys.kubemanifest import JobTemplateError
 
         try:
-            return kubernetes_executor(config, repo, settings)
+            return kubernetes_executor(config, repo, settings, ended=ended)
         except (KubeConfigError, JobTemplateError) as exc:
             logger.error("%s: the Kubernetes executor cannot start: %s", repo.full_name, exc)
             return Unavailable("kubernetes", f"the Kubernetes executor cannot start: {exc}")
-    return local_executor(snapshots, repo, gh, passthrough=config.passthrough)
+    local = local_executor(snapshots, repo, gh, passthrough=config.passthrough)
+    if config.lease_namespace is None:
+        return local
+    from bot.deploys.kubeexec import leased_local
+
+    try:
+        return leased_local(config, repo, local, config.lease_namespace, ended=ended)
+    except KubeConfigError as exc:  # checked at start-up; only a vanished token gets here
+        logger.error("%s: hub Leases unavailable: %s", repo.full_name, exc)
+        return Unavailable("local", f"the hub Leases cannot be taken: {exc}")
 
 
 class Unavailable(Executor):

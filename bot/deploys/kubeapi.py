@@ -39,6 +39,11 @@ RBAC_RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("", "pods/log", ("get",)),
     ("coordination.k8s.io", "leases", ("create", "get", "update")),
 )
+# What leader election among replicas needs (and local deploys' hub Leases with it): the
+# chart grants these whenever replicas > 1, even with the local executor.
+LEADER_RBAC_RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("coordination.k8s.io", "leases", ("create", "get", "update")),
+)
 RETRYABLE = frozenset({429, 500, 502, 503, 504})
 CONNECTION_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
 

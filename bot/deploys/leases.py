@@ -92,6 +92,7 @@ class LeaseLock:
         identity: str | None = None,
         duration_seconds: int = 60,
         renew_seconds: float | None = None,
+        renew_deadline: float | None = None,
         poll_seconds: float = 2.0,
         wait_seconds: float = 0.0,
         retry: RetryPolicy | None = None,
@@ -101,6 +102,9 @@ class LeaseLock:
         self.identity = identity or default_identity()
         self.duration_seconds = duration_seconds
         self.renew_seconds = renew_seconds if renew_seconds is not None else duration_seconds / 3
+        # Unrenewed this long, a held Lease counts as lost. A leader sets it below the duration
+        # (client-go's renewDeadline), so it stops before another replica may take over.
+        self.renew_deadline = renew_deadline if renew_deadline is not None else duration_seconds
         self.poll_seconds = poll_seconds
         self.wait_seconds = wait_seconds  # how long hold() waits for a taken Lease by default
         self.retry = retry or RetryPolicy()
@@ -119,7 +123,7 @@ class LeaseLock:
     ) -> AsyncIterator[HeldLease]:
         """Hold the target's Lease for the block, renewing it; LeaseHeld if it stays taken."""
         held = await self.acquire(cluster, hub, wait=self.wait_seconds if wait is None else wait)
-        renewer = asyncio.create_task(self._renew_forever(held))
+        renewer = asyncio.create_task(self.renew_forever(held))
         try:
             yield held
         finally:
@@ -138,6 +142,12 @@ class LeaseLock:
         """
         name = lease_name(self.repo, cluster, hub)
         target = f"{cluster}/{hub or 'support'}"
+        return await self.acquire_named(name, target, self._meta(name, target, cluster, hub), wait)
+
+    async def acquire_named(
+        self, name: str, target: str, meta: client.V1ObjectMeta, wait: float = 0.0
+    ) -> HeldLease:
+        """Take the Lease `name` (created with `meta` if absent), as `acquire` does."""
         give_up = time.monotonic() + wait
         while True:
             expires = None
@@ -146,7 +156,7 @@ class LeaseLock:
             else:
                 lease = await self._read(name)
                 if lease is None:
-                    held = await self._create(name, target, cluster, hub)
+                    held = await self._create(meta, target)
                     if held is not None:
                         return self._taken(held)
                     continue  # 409: someone created it first; look again
@@ -162,6 +172,14 @@ class LeaseLock:
             if left <= 0:
                 raise LeaseHeld(target, holder, expires)
             await asyncio.sleep(min(self.poll_seconds, left))
+
+    async def holder(self, name: str) -> tuple[str, bool]:
+        """The Lease's holder ("" when free or absent) and whether its term has run out."""
+        lease = await self._read(name)
+        spec = lease.spec if lease is not None else None
+        if spec is None:
+            return "", True
+        return spec.holder_identity or "", self._expired(spec)
 
     def _taken(self, held: HeldLease) -> HeldLease:
         self._held.add(held.name)
@@ -234,9 +252,8 @@ class LeaseLock:
                 return None
             raise
 
-    async def _create(
-        self, name: str, target: str, cluster: str, hub: str | None
-    ) -> HeldLease | None:
+    async def _create(self, meta: client.V1ObjectMeta, target: str) -> HeldLease | None:
+        name = str(meta.name)
         now = self.clock()
         spec = client.V1LeaseSpec(
             holder_identity=self.identity,
@@ -245,7 +262,7 @@ class LeaseLock:
             renew_time=now,
             lease_transitions=0,
         )
-        body = client.V1Lease(metadata=self._meta(name, target, cluster, hub), spec=spec)
+        body = client.V1Lease(metadata=meta, spec=spec)
         try:
             created = await call(
                 f"create Lease {name}",
@@ -300,7 +317,8 @@ class LeaseLock:
             self.retry,
         )
 
-    async def _renew_forever(self, held: HeldLease) -> None:
+    async def renew_forever(self, held: HeldLease) -> None:
+        """Renew `held` every `renew_seconds` until it is lost (then `held.lost` is set)."""
         last_renewed = self.clock()
         while not held.lost.is_set():
             await asyncio.sleep(self.renew_seconds)
@@ -311,7 +329,7 @@ class LeaseLock:
                 renewed = False
             if renewed:
                 last_renewed = self.clock()
-            elif held.lost.is_set() or self._age(last_renewed) > self.duration_seconds:
+            elif held.lost.is_set() or self._age(last_renewed) > self.renew_deadline:
                 held.lost.set()
                 logger.warning(
                     "lease %s (%s): lost; another replica may deploy it", held.name, held.target

@@ -22,13 +22,14 @@ from gidgethub.abc import GitHubAPI
 
 from bot.core.planner import settings_of
 from bot.core.settings import Settings
-from bot.deploys.executor import DeployJob
+from bot.deploys.executor import DeployJob, DeployResult, Outcome
 from bot.deploys.kubeapi import KubeApiError
 from bot.deploys.progress import DEPLOY_CHECK, Kind
 from bot.deploys.repo import RepoDeploys
 from bot.deploys.schedule import STAGES, Step
 from bot.github.checks import now_iso
 from bot.github.deployments import IN_FLIGHT, DeploymentRef, Listed, list_hubbot, set_status
+from bot.github.installations import installed_repositories
 from bot.github.snapshot import RepoRef, SnapshotError
 
 if TYPE_CHECKING:
@@ -50,17 +51,15 @@ async def recover_all(service: DeployService) -> None:
     service.recovery.update(state="running", detail="")
     problems = []
     try:
-        async for installation in github.app_client().getiter("/app/installations"):
-            gh = github.for_installation(int(installation["id"]))
-            async for item in gh.getiter("/installation/repositories", iterable_key="repositories"):
-                repo = RepoRef(str(item["owner"]["login"]), str(item["name"]), str(item["url"]))
-                service.default_branch_is(repo, str(item.get("default_branch") or "main"))
-                try:
-                    await recover_repo(service, gh, repo)
-                    await service.claims(gh, repo)  # the plan comments show claims from here
-                except (*FAILURES, KubeApiError) as exc:
-                    logger.error("recovery of %s failed: %s", repo.full_name, exc)
-                    problems.append(f"{repo.full_name}: {type(exc).__name__}")
+        async for gh, item in installed_repositories(github):
+            repo = RepoRef(str(item["owner"]["login"]), str(item["name"]), str(item["url"]))
+            service.default_branch_is(repo, str(item.get("default_branch") or "main"))
+            try:
+                await recover_repo(service, gh, repo)
+                await service.claims(gh, repo)  # the plan comments show claims from here
+            except (*FAILURES, KubeApiError) as exc:
+                logger.error("recovery of %s failed: %s", repo.full_name, exc)
+                problems.append(f"{repo.full_name}: {type(exc).__name__}")
     except FAILURES as exc:
         logger.error("recovery could not list the app's repositories: %s", exc)
         service.recovery.update(
@@ -230,3 +229,45 @@ def _origin_fields(
         "comments_url": f"{repo.url}/issues/{pr}/comments" if pr is not None else None,
         "source": str(payload.get("source") or ""),
     }
+
+
+# A Deployment's final states, and how a deploy that reached one ended.
+_ENDED: dict[str, Outcome] = {
+    "success": "success",
+    "failure": "failure",
+    "error": "error",
+    "inactive": "cancelled",
+}
+
+
+def resumed_deployment(ctx: RepoDeploys, attempt: str) -> DeploymentRef | None:
+    """The existing Deployment a resumed deploy reports on (None for a new deploy)."""
+    ref = ctx.reporter.deployments.get(attempt)
+    if ref is None:
+        return None
+    reused = (r for by_key in ctx.reporter.reused.values() for r, _ in by_key.values())
+    return ref if any(r is ref for r in reused) else None
+
+
+async def ended_meanwhile(ctx: RepoDeploys, job: DeployJob) -> DeployResult | None:
+    """A resumed deploy whose Deployment got a final status since recovery read it: not rerun.
+
+    The old process (a leader cut off by a partition, still holding the hub's Lease) may
+    have finished it after the new one requeued it; the new one checks once it holds the
+    Lease. Reading fails: the deploy runs again, as it would without this check.
+    """
+    ref = resumed_deployment(ctx, job.labels.get("attempt", ""))
+    if ref is None:
+        return None
+    try:
+        statuses = await ctx.gh.getitem(f"{ref.url}/statuses{{?per_page}}", {"per_page": 100})
+    except FAILURES as exc:
+        logger.warning("could not re-read deployment %s: %s; deploying again", ref.id, exc)
+        return None
+    for status in statuses if isinstance(statuses, list) else []:  # newest first
+        state = str(status.get("state"))
+        if state in _ENDED:
+            detail = f"already ended ({state}) on the hubbot replica that ran it before"
+            logger.info("deploy of %s %s: not run again", job.target, detail)
+            return DeployResult(_ENDED[state], detail)
+    return None

@@ -29,6 +29,7 @@ from bot.deploys.local import DEFAULT_PASSTHROUGH, LocalExecutor
 from bot.deploys.reporter import GitHubReporter
 from bot.deploys.rollout import Rollout, StepOutcome
 from bot.deploys.schedule import Step
+from bot.deploys.secrets import scrub
 from bot.deploys.workspace import SnapshotWorkspace
 from bot.github.snapshot import RepoRef, SnapshotReader
 
@@ -40,7 +41,7 @@ MAX_LOGS = 200  # deploy logs kept for `GET /deploys/{attempt}`, newest last
 
 @dataclass(frozen=True, slots=True)
 class DeployLog:
-    """A finished deploy's report for its log page (already redacted by the executor)."""
+    """A finished deploy's report for its log page, without secrets."""
 
     repo: str
     target: str
@@ -49,6 +50,26 @@ class DeployLog:
     detail: str
     log: str
     health: str = ""
+
+    @classmethod
+    def of(cls, repo: str, step: Step, outcome: StepOutcome) -> DeployLog | None:
+        """A finished step's log, scrubbed of credential-shaped text (None: nothing ran).
+
+        The local executor already redacted every value of the secrets it decrypted; a
+        Kubernetes Job decrypts in its own pod, so for its log the shapes are the only guard.
+        """
+        result, health = outcome.result, outcome.health
+        if result is None:
+            return None
+        return cls(
+            repo=repo,
+            target=step.key,
+            sha=step.sha,
+            outcome=outcome.ending,
+            detail=scrub(outcome.detail),
+            log=scrub(result.log),
+            health=scrub(f"health check {health.detail}\n{health.log}") if health else "",
+        )
 
 
 def deploy_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -203,21 +224,11 @@ class RepoDeploys:
         )
 
     def keep_log(self, attempt: str, step: Step, outcome: StepOutcome) -> None:
-        """Keep a finished deploy's log (redacted by the executor) for its log page."""
+        """Keep a finished deploy's log for its log page (`GET /deploys/{attempt}`)."""
         self.releases.pop((step.wave, step.key), None)
-        result = outcome.result
-        if result is None:
-            return
-        health = outcome.health
-        self.logs[attempt] = DeployLog(
-            repo=self.repo.full_name,
-            target=step.key,
-            sha=step.sha,
-            outcome=outcome.ending,
-            detail=outcome.detail,
-            log=result.log,
-            health=f"health check {health.detail}\n{health.log}" if health else "",
-        )
+        entry = DeployLog.of(self.repo.full_name, step, outcome)
+        if entry is not None:
+            self.logs[attempt] = entry
 
 
 async def _model(snapshot: Snapshot, settings: Settings) -> Repository:

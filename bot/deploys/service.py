@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import cachetools
 from gidgethub.abc import GitHubAPI
@@ -22,7 +22,7 @@ from gidgethub.abc import GitHubAPI
 from bot.core.planner import Plan
 from bot.core.settings import Settings
 from bot.deploys.claims import Claim, DeploymentRecord, derive_claims
-from bot.deploys.executor import Executor
+from bot.deploys.executor import DeployJob, DeployResult, Executor
 from bot.deploys.executors import build_executor, executor_settings
 from bot.deploys.progress import Kind
 from bot.deploys.repo import MAX_LOGS, DeployLog, RepoDeploys, health_environment
@@ -33,6 +33,9 @@ from bot.github.comments import CommentCache
 from bot.github.deployments import DeploymentRef, Listed, newest_per_environment, set_status
 from bot.github.repo_settings import SettingsCache
 from bot.github.snapshot import RepoRef, SnapshotReader
+
+if TYPE_CHECKING:  # the Kubernetes client is imported only when a Lease is used
+    from bot.deploys.leased import Ended
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +69,9 @@ class DeployConfig:
     kube_ca: str | None = None
     passthrough: tuple[str, ...] = ()  # extra environment variables a local deploy may see
     lease_seconds: int = 60  # how long a replica's hold on a hub outlives it
+    # Set when replicas elect a leader: local deploys then also hold their hub's Lease here,
+    # so a leader cut off mid-deploy and its successor never deploy one hub at once.
+    lease_namespace: str | None = None
     throttle_seconds: float = THROTTLE_SECONDS  # between edits of a PR's deploy comment
     report_retry_seconds: tuple[float, ...] = RETRY_SECONDS  # before new tries of failed writes
 
@@ -437,7 +443,12 @@ class DeployService:
 
     def _new_context(self, gh: GitHubAPI, repo: RepoRef, settings: Settings) -> RepoDeploys:
         holder: dict[str, RepoDeploys] = {}
-        executor = self._executor(repo, settings, lambda: holder["ctx"].gh)
+        executor = self._executor(
+            repo,
+            settings,
+            lambda: holder["ctx"].gh,
+            lambda job: _ended_meanwhile(holder["ctx"], job),
+        )
         public = self.config.public_url
         reporter = GitHubReporter(
             gh,
@@ -481,10 +492,18 @@ class DeployService:
                     running += state == "running"
         return queued, running
 
-    def _executor(self, repo: RepoRef, settings: Settings, gh: Callable[[], GitHubAPI]) -> Executor:
+    def _executor(
+        self,
+        repo: RepoRef,
+        settings: Settings,
+        gh: Callable[[], GitHubAPI],
+        ended: Ended | None = None,
+    ) -> Executor:
         if self.executor_factory is not None:
             return self.executor_factory(repo, settings)
-        return build_executor(self.config, repo, settings, snapshots=self.snapshots, gh=gh)
+        return build_executor(
+            self.config, repo, settings, snapshots=self.snapshots, gh=gh, ended=ended
+        )
 
     async def default_settings(self, gh: GitHubAPI, repo: RepoRef) -> Settings:
         """The settings on the repository's default branch (cached until a push)."""
@@ -549,6 +568,12 @@ class DeployService:
         from bot.deploys.status import status_view
 
         return status_view(self)
+
+
+async def _ended_meanwhile(ctx: RepoDeploys, job: DeployJob) -> DeployResult | None:
+    from bot.deploys.recovery import ended_meanwhile
+
+    return await ended_meanwhile(ctx, job)
 
 
 def _record(item: Listed) -> DeploymentRecord:

@@ -21,6 +21,7 @@ from gidgethub.abc import GitHubAPI
 from bot.github.auth import TokenError
 from bot.github.checks import (
     PLAN_CHECK,
+    CheckRun,
     annotation,
     complete_check,
     conclude_with_failure,
@@ -135,9 +136,22 @@ async def rerun(event: sansio.Event, gh: GitHubAPI, *args: Any, services: Servic
             await plan_pull_request(gh, services, pr)
 
 
-async def plan_pull_request(gh: GitHubAPI, services: Services, pr: PullRequest) -> None:
-    """Plan a PR and publish it: the comment, and a check run that always ends concluded."""
-    run = await start_check(gh, repo_url=pr.repo.url, head_sha=pr.head_sha)
+async def plan_pull_request(
+    gh: GitHubAPI, services: Services, pr: PullRequest, *, run: CheckRun | None = None
+) -> None:
+    """Plan a PR and publish it: the comment, and a check run that always ends concluded.
+
+    `run`: an existing run of the head to conclude (one a stopped process left open).
+    If GitHub will not create the check run at first, the plan and its comment still go
+    out, and the run is created once more at the end, concluded at once.
+    """
+    if run is None:
+        try:
+            run = await start_check(gh, repo_url=pr.repo.url, head_sha=pr.head_sha)
+        except gidgethub.GitHubException as exc:
+            logger.warning(
+                "could not start the plan check (%s): planning anyway", describe_failure(exc)
+            )
     try:
         outcome = await _plan(gh, services, pr)
         await upsert_comment(
@@ -148,6 +162,8 @@ async def plan_pull_request(gh: GitHubAPI, services: Services, pr: PullRequest) 
             cache=services.comments,
             app_id=services.app_id,
         )
+        if run is None:
+            run = await start_check(gh, repo_url=pr.repo.url, head_sha=pr.head_sha)
         await complete_check(
             gh,
             run,
@@ -157,7 +173,8 @@ async def plan_pull_request(gh: GitHubAPI, services: Services, pr: PullRequest) 
             annotations=[annotation(f) for f in outcome.findings],
         )
     except BaseException as exc:
-        await conclude_with_failure(gh, run, describe_failure(exc))
+        if run is not None:
+            await conclude_with_failure(gh, run, describe_failure(exc))
         raise
 
 

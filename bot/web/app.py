@@ -2,16 +2,19 @@
 
 `create_app(settings)` wires the webhook route, health, readiness and metrics.
 Its cleanup contexts open the one `ClientSession` (closed on shutdown), build
-the GitHub client factory, and start the queue's workers (drained and stopped on
-shutdown). Each queued job gets a client bound to its installation and is
-dispatched through the merged router with the shared services.
+the GitHub client factory, start the queue's workers (drained and stopped on
+shutdown), and lead: alone at once, or with leader election once this replica
+holds the Lease (`bot.web.leadership`; standbys forward, `bot.web.replica`).
+Each queued job gets a client bound to its installation and is dispatched
+through the merged router with the shared services.
 """
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import aiohttp
 import cachetools
@@ -28,19 +31,23 @@ from bot.web.keys import (
     DELIVERIES,
     DELIVERY_LOG,
     GITHUB,
+    LEADERSHIP,
     METRICS,
     QUEUE,
+    REPLICA,
     ROUTER,
     SERVICES,
     SESSION,
     SETTINGS,
 )
+from bot.web.leadership import Leadership, build_replica
 from bot.web.logs import install_record_factory
 from bot.web.metrics import CONTENT_TYPE, Metrics
 from bot.web.queue import Handler, Job, JobQueue, Observer
+from bot.web.replica import FORWARDED_BY, MISDIRECTED
 from bot.web.settings import ServerSettings
 from bot.web.status import status_json, status_page
-from bot.web.webhook import receive
+from bot.web.webhook import receive, route
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +86,10 @@ def create_app(
         workers=settings.workers,
         on_done=log.observer(_observer(app[METRICS])),
     )
+    app[REPLICA] = replica = build_replica(settings)
+    replica.route = functools.partial(route, app)
+    replica.on_passed = lambda delivery, status: log.handling(delivery, f"passed on ({status})")
+    app[LEADERSHIP] = Leadership(replica, app[QUEUE], app[SERVICES])
     app[METRICS].queue_depth.set_function(lambda: app[QUEUE].depth)
     app[METRICS].queue_running.set_function(lambda: app[QUEUE].running)
     _measure_deploys(app[METRICS], app[SERVICES].deploys)
@@ -87,12 +98,14 @@ def create_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
-    app.router.add_get("/", status_page)  # POST / stays the webhook
-    app.router.add_get("/status.json", status_json)
-    app.router.add_get("/deploys/{attempt}", deploy_log)
+    # What the leader knows: a standby shows the leader's page (its own if the leader is gone).
+    app.router.add_get("/", _leaders(status_page))  # POST / stays the webhook
+    app.router.add_get("/status.json", _leaders(status_json))
+    app.router.add_get("/deploys/{attempt}", _leaders(deploy_log))
     app.cleanup_ctx.append(_github(policy or RetryPolicy(timeout=settings.request_timeout)))
     app.cleanup_ctx.append(_deploys)
     app.cleanup_ctx.append(_workers)
+    app.cleanup_ctx.append(_leadership)
     return app
 
 
@@ -115,24 +128,21 @@ def deploy_config(settings: ServerSettings) -> DeployConfig:
         kube_token=settings.kube_token,
         kube_ca=settings.kube_ca,
         passthrough=settings.deploy_env,
+        lease_namespace=settings.pod_namespace if settings.leader_election else None,
     )
 
 
 async def _deploys(app: web.Application) -> AsyncIterator[None]:
-    """Recover accepted deploys in the background at start; stop deploys cleanly at the end."""
-    deploys = app[SERVICES].deploys
-    deploys.start(app[GITHUB])
-    recovery = asyncio.create_task(deploys.recover(), name="hubbot-deploy-recovery")
-    recovery.add_done_callback(_log_failure)
+    """Stop deploys cleanly at the end (they start with leadership: see `_leadership`)."""
     yield
-    recovery.cancel()
-    await asyncio.gather(recovery, return_exceptions=True)
-    await deploys.close()
+    await app[LEADERSHIP].stop_deploys()
 
 
-def _log_failure(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        logger.error("deploy recovery failed", exc_info=task.exception())
+async def _leadership(app: web.Application) -> AsyncIterator[None]:
+    """Lead (alone) or campaign; step down first at the end, while the session is open."""
+    app[LEADERSHIP].start(app[GITHUB], app[SESSION])
+    yield
+    await app[LEADERSHIP].close()
 
 
 def _github(policy: RetryPolicy) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -162,8 +172,27 @@ async def _workers(app: web.Application) -> AsyncIterator[None]:
     await queue.close(drain_timeout=DRAIN_SECONDS)
 
 
+def _leaders(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> Any:
+    """`handler` on the leader; on a standby, the leader's answer to the same GET."""
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        replica = request.app[REPLICA]
+        if not replica.leading:
+            if FORWARDED_BY in request.headers:  # a stale view of who leads: never loop
+                return web.Response(body=MISDIRECTED, status=421, content_type="application/json")
+            proxied = await replica.from_leader(request.path_qs)
+            if proxied is not None:
+                return proxied
+        return await handler(request)
+
+    return answer
+
+
 def _dispatcher(app: web.Application) -> Handler:
     async def handle(job: Job) -> None:
+        if job.work is not None:  # not a delivery: work queued behind a PR's events
+            await job.work()
+            return
         event = sansio.Event(job.payload, event=job.event, delivery_id=job.delivery_id)
         gh = app[GITHUB].for_installation(int(job.payload["installation"]["id"]))
         try:
@@ -198,6 +227,7 @@ async def readyz(request: web.Request) -> web.Response:
     body = {
         "status": "ready" if not problems else "not ready",
         "problems": problems,
+        "role": app[REPLICA].role,  # a standby is ready: it forwards to the leader
         "queue_depth": queue.depth,
         "queue_running": queue.running,
         "queue_max": queue.maxsize,

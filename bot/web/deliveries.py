@@ -24,7 +24,14 @@ _MAX_ID = 100
 _MAX_NAME = 200
 
 # The queue's results, as the page words them.
-_ENDINGS = {"ok": "ok", "error": "failed", "superseded": "superseded"}
+# How handling starts, by answer: queued here, or held until a leader answers (a standby).
+_FIRST = {"accepted": "queued", "held": "held"}
+_ENDINGS = {
+    "ok": "ok",
+    "error": "failed",
+    "superseded": "superseded",
+    "handed_over": "handed over",  # to the next leader, by a replica that stopped leading
+}
 
 
 @dataclass(slots=True)
@@ -38,7 +45,9 @@ class Delivery:
     repository: str
     status: int  # the HTTP status of the answer
     answer: str  # accepted, duplicate, ignored, invalid_signature, bad_request, too_large...
-    handling: str = ""  # queued, running, ok, failed, superseded; "" when never queued
+    # queued, running, ok, failed, superseded, handed over; on a standby held, then passed
+    # on; "" when never queued or held
+    handling: str = ""
     seconds: float | None = None  # handling time, once it ended
 
     def as_dict(self) -> dict[str, Any]:
@@ -103,7 +112,7 @@ class DeliveryLog:
             repository=repository,
             status=status,
             answer=answer,
-            handling="queued" if answer == "accepted" else "",
+            handling=_FIRST.get(answer, ""),
         )
         if len(self._entries) == self.size:
             self._forget(self._entries[-1])

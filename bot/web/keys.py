@@ -10,8 +10,10 @@ from gidgethub import routing
 from bot.github.factory import GitHubFactory
 from bot.handlers.context import Services
 from bot.web.deliveries import DeliveryLog
+from bot.web.leadership import Leadership
 from bot.web.metrics import Metrics
 from bot.web.queue import JobQueue
+from bot.web.replica import Replica
 from bot.web.settings import ServerSettings
 
 SETTINGS = web.AppKey("settings", ServerSettings)
@@ -23,3 +25,5 @@ SERVICES = web.AppKey("services", Services)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 GITHUB = web.AppKey("github", GitHubFactory)
 DELIVERY_LOG = web.AppKey("delivery_log", DeliveryLog)
+REPLICA = web.AppKey("replica", Replica)
+LEADERSHIP = web.AppKey("leadership", Leadership)

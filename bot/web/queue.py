@@ -34,6 +34,9 @@ class Job:
     payload: Any = None
     tag: str | None = None
     enqueued_at: float = field(default_factory=time.monotonic)
+    hook_id: str = ""  # X-GitHub-Hook-ID, so a job handed to another replica keeps its dedupe key
+    # Work that is not a delivery (re-planning after a restart): run as is, never handed over.
+    work: Callable[[], Awaitable[None]] | None = None
 
 
 class QueueFull(Exception):
@@ -72,6 +75,8 @@ class JobQueue:
         self._tasks: list[asyncio.Task[None]] = []
         self._idle = asyncio.Event()
         self._idle.set()
+        self._open = asyncio.Event()  # cleared by hold(): jobs wait, none starts
+        self._open.set()
         self._closed = False
 
     @property
@@ -124,9 +129,19 @@ class JobQueue:
         for n in range(self._workers_wanted):
             self._tasks.append(asyncio.create_task(self._work(), name=f"hubbot-worker-{n}"))
 
+    def hold(self) -> None:
+        """Start no job until `release()` (jobs still queue, in order)."""
+        self._open.clear()
+
+    def release(self) -> None:
+        """Start jobs again after `hold()`."""
+        self._open.set()
+
     async def _work(self) -> None:
         while True:
+            await self._open.wait()
             key = await self._ready.get()
+            await self._open.wait()  # held while this worker waited for a key
             self._scheduled.discard(key)
             waiting = self._pending.get(key)
             if not waiting:
@@ -159,6 +174,23 @@ class JobQueue:
                 logger.exception("handling %s (delivery %s) failed", job.event, job.delivery_id)
         if self._on_done is not None:
             self._on_done(job, result, time.monotonic() - started)
+
+    def hand_over(self) -> list[Job]:
+        """Refuse new jobs and take out the waiting ones, oldest first; running ones carry on.
+
+        A replica that stops leading passes these to the next leader instead of running them.
+        """
+        self._closed = True
+        jobs = sorted((j for d in self._pending.values() for j in d), key=lambda j: j.enqueued_at)
+        for waiting in self._pending.values():
+            waiting.clear()
+        self._depth = 0
+        if not self._running:
+            self._idle.set()
+        if self._on_done is not None:
+            for job in jobs:
+                self._on_done(job, "handed_over", None)
+        return jobs
 
     async def join(self, within: float | None = None) -> bool:
         """Wait until nothing is waiting or running; False if `within` seconds pass first."""

@@ -16,6 +16,7 @@ from bot.web.settings import ServerSettings, SettingsError, load_settings
 logger = logging.getLogger(__name__)
 
 EXIT_OK = 0
+EXIT_LOST = 1  # leadership lost: exit so the pod restarts as a fresh standby
 EXIT_USAGE = 2
 
 
@@ -42,22 +43,32 @@ def run_serve(args: argparse.Namespace) -> int:
     configure(args.log_level)
     if settings.webhook_secret is None:
         logger.warning("running WITHOUT webhook signature checks (--insecure-no-webhook-secret)")
+    from bot.deploys.kubeapi import KubeConfigError
+
     try:
-        asyncio.run(serve(settings))
+        lost = asyncio.run(serve(settings))
     except OSError as exc:  # the port is taken, the host does not resolve
         print(
             f"hubbot serve: cannot listen on {settings.host}:{settings.port}: {exc.strerror}",
             file=sys.stderr,
         )
         return EXIT_USAGE
-    return EXIT_OK
+    except KubeConfigError as exc:  # leader election without a usable service account
+        print(f"hubbot serve: leader election: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_LOST if lost else EXIT_OK
 
 
-async def serve(settings: ServerSettings) -> None:
-    """Serve until a signal asks to stop; prints one JSON line with the URL when ready."""
+async def serve(settings: ServerSettings) -> bool:
+    """Serve until a signal asks to stop; prints one JSON line with the URL when ready.
+
+    Returns True when it stopped because it lost the leadership (the caller exits 1).
+    """
     from bot.web.app import create_app
+    from bot.web.keys import LEADERSHIP
 
-    runner = web.AppRunner(create_app(settings), access_log=None)
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.host, settings.port)
@@ -66,10 +77,15 @@ async def serve(settings: ServerSettings) -> None:
         host = "127.0.0.1" if settings.host in ("0.0.0.0", "") else settings.host
         print(json.dumps({"url": f"http://{host}:{port}", "port": port}), flush=True)
         logger.info("listening on %s:%s, GitHub at %s", settings.host, port, settings.github_url)
-        await _until_signal()
-        logger.info("shutting down: draining the queue")
+        leadership = app[LEADERSHIP]
+        await _until_signal(leadership.stopped)
+        lost = leadership.stopped.is_set()
+        # Step down while still serving, so deliveries arriving meanwhile reach the next leader.
+        logger.info("shutting down: stepping down" if not lost else "stopping: leadership lost")
+        await leadership.step_down()
     finally:
         await runner.cleanup()
+    return lost
 
 
 def _bound_port(site: web.TCPSite) -> int | None:
@@ -80,9 +96,13 @@ def _bound_port(site: web.TCPSite) -> int | None:
     return None
 
 
-async def _until_signal() -> None:
+async def _until_signal(lost: asyncio.Event) -> None:
+    """Wait for SIGINT or SIGTERM, or for `lost` (the leadership lost)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    waits = [asyncio.create_task(stop.wait()), asyncio.create_task(lost.wait())]
+    _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()

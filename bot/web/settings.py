@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+import socket
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 DEFAULT_GITHUB_URL = "https://api.github.com"
@@ -50,6 +52,13 @@ class ServerSettings:
     kube_token: str | None = field(default=None, repr=False)  # HUBBOT_KUBE_TOKEN
     kube_ca: str | None = None  # HUBBOT_KUBE_CA: a CA bundle file for kube_host
     deploy_env: tuple[str, ...] = ()  # HUBBOT_DEPLOY_ENV: more variables a local deploy sees
+    # Several replicas (one leads, the others forward): HUBBOT_LEADER_ELECTION and the pod's
+    # downward-API facts. None of these matter when leader_election is off.
+    leader_election: bool = False
+    pod_name: str = ""  # HUBBOT_POD_NAME (default: the host name)
+    pod_ip: str = ""  # HUBBOT_POD_IP: where the other replicas reach this one
+    pod_namespace: str = ""  # HUBBOT_POD_NAMESPACE: where the leader (and hub) Leases live
+    leader_lease_seconds: int = 15  # HUBBOT_LEADER_LEASE_SECONDS: a dead leader's term
 
 
 def load_settings(
@@ -74,7 +83,7 @@ def load_settings(
             "HUBBOT_WEBHOOK_SECRET is not set; set it to the app's webhook secret "
             "(or pass --insecure-no-webhook-secret for local development only)"
         )
-    return ServerSettings(
+    settings = ServerSettings(
         app_id=app_id,
         private_key=private_key,
         webhook_secret=secret,
@@ -94,7 +103,60 @@ def load_settings(
         kube_token=pick("kube_token", "HUBBOT_KUBE_TOKEN"),
         kube_ca=_kube_ca(pick("kube_ca", "HUBBOT_KUBE_CA")),
         deploy_env=_deploy_env(pick("deploy_env", "HUBBOT_DEPLOY_ENV")),
+        **_replicas(pick),
     )
+    if settings.leader_election:
+        _check_election(settings, env)
+    return settings
+
+
+def _check_election(settings: ServerSettings, env: Mapping[str, str]) -> None:
+    if settings.kube_host is None and not env.get("KUBERNETES_SERVICE_HOST"):
+        raise SettingsError(
+            "HUBBOT_LEADER_ELECTION needs the Kubernetes API: run in a cluster or set "
+            "HUBBOT_KUBE_HOST"
+        )
+    if settings.port == 0:
+        raise SettingsError("HUBBOT_LEADER_ELECTION needs a fixed HUBBOT_PORT (not 0)")
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def _replicas(pick: Callable[..., str | None]) -> dict[str, Any]:
+    """The leader-election settings; with it on, where this pod is must be known."""
+    flag = (pick("leader_election", "HUBBOT_LEADER_ELECTION") or "false").strip().lower()
+    if flag not in _TRUE + _FALSE:
+        raise SettingsError(f"HUBBOT_LEADER_ELECTION must be true or false, got {flag!r}")
+    seconds = _int(
+        "HUBBOT_LEADER_LEASE_SECONDS",
+        pick("leader_lease_seconds", "HUBBOT_LEADER_LEASE_SECONDS"),
+        15,
+        3,
+        300,
+    )
+    out: dict[str, Any] = {"leader_election": flag in _TRUE, "leader_lease_seconds": seconds}
+    if not out["leader_election"]:
+        return out
+    ip = pick("pod_ip", "HUBBOT_POD_IP")
+    if not ip:
+        raise SettingsError(
+            "HUBBOT_LEADER_ELECTION needs HUBBOT_POD_IP (status.podIP from the downward API), "
+            "the address the other replicas forward webhooks to"
+        )
+    namespace = pick("pod_namespace", "HUBBOT_POD_NAMESPACE")
+    if not namespace and SERVICE_ACCOUNT_NAMESPACE.is_file():
+        namespace = SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
+    if not namespace:
+        raise SettingsError("HUBBOT_LEADER_ELECTION needs HUBBOT_POD_NAMESPACE (the Lease's)")
+    out.update(
+        pod_name=pick("pod_name", "HUBBOT_POD_NAME") or socket.gethostname(),
+        pod_ip=ip.strip(),
+        pod_namespace=namespace.strip(),
+    )
+    return out
 
 
 def _public_url(value: str | None) -> str | None:

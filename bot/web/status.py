@@ -5,7 +5,7 @@ the rollouts, recent deploys and staging claims of the deploy service
 (`DeployService.snapshot()`, which reads memory only: the page never calls GitHub).
 Only whitelisted fields of that snapshot are shown, every string is cut short,
 and the known secrets (webhook secret, private key, Kubernetes token) and
-anything shaped like a GitHub token or a PEM block are redacted before
+anything shaped like a GitHub token, an age key or a PEM block are redacted before
 rendering. The HTML is escaped (`status_html`), carries a strict CSP, and
 refreshes itself with a `<meta>` tag: there is no script.
 """
@@ -13,7 +13,6 @@ refreshes itself with a `<meta>` tag: there is no script.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
@@ -21,8 +20,8 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from bot.deploys.secrets import REDACTED, redact
-from bot.web.keys import DELIVERY_LOG, QUEUE, SERVICES, SETTINGS
+from bot.deploys.secrets import redact, scrub
+from bot.web.keys import DELIVERY_LOG, LEADERSHIP, QUEUE, REPLICA, SERVICES, SETTINGS
 from bot.web.status_html import CSP, render
 
 logger = logging.getLogger(__name__)
@@ -36,13 +35,6 @@ SECURITY_HEADERS = {
 }
 _MAX_TEXT = 300
 _MAX_ITEMS = 2000  # rollouts, waves, targets or claims shown: an all-hubs rollout fits
-# GitHub token prefixes (github.blog/2021-04-05-behind-githubs-new-authentication-token-formats)
-# and PEM blocks: redacted wherever they appear, whoever put them there.
-_TOKENS = re.compile(
-    r"\b(?:gh[pousr]_[A-Za-z0-9_]{20,}|github_pat_[A-Za-z0-9_]{20,})"
-    r"|-----BEGIN [A-Z ]*-----.*?(?:-----END [A-Z ]*-----|\Z)",
-    re.DOTALL,
-)
 
 
 class DeploySource(Protocol):
@@ -80,7 +72,7 @@ class _Cleaner:
     def text(self, value: object) -> str:
         if value is None or isinstance(value, bool | dict | list | tuple | set):
             return ""
-        text = _TOKENS.sub(REDACTED, redact(str(value), self.secrets))
+        text = scrub(redact(str(value), self.secrets))
         return text[:_MAX_TEXT]
 
     def number(self, value: object) -> float | None:
@@ -171,6 +163,22 @@ def _secrets(app: web.Application) -> list[str]:
     return found
 
 
+def _replica(app: web.Application, clean: _Cleaner) -> dict[str, Any]:
+    """This replica's role, the leader's pod name, what it holds, how plan recovery went."""
+    view = app[REPLICA].view()
+    plans = app[LEADERSHIP].plans
+    return {
+        "role": clean.text(view["role"]),
+        "leader": clean.text(view["leader"]),
+        "held": clean.integer(view["held"]),
+        "plan_recovery": {
+            "state": clean.text(plans.get("state")),
+            "detail": clean.text(plans.get("detail")),
+        }
+        | {k: clean.integer(plans.get(k)) for k in ("stale", "calls")},
+    }
+
+
 def status_data(app: web.Application, *, now: Callable[[], float] = time.time) -> dict[str, Any]:
     """Everything the page shows, as plain JSON-ready data."""
     clean = _Cleaner(_secrets(app))
@@ -189,6 +197,7 @@ def status_data(app: web.Application, *, now: Callable[[], float] = time.time) -
             "workers": app[SETTINGS].workers,
         },
         "deliveries": deliveries,
+        "replica": _replica(app, clean),
         "deploys": None,
         "deploys_problem": "",
     }

@@ -188,6 +188,18 @@ def _claims(deploys: Mapping[str, Any] | None, problem: str) -> str:
     return _section("claims", f"Staging claims ({len(deploys['claims'])})", table)
 
 
+def _replica(replica: Mapping[str, Any] | None) -> str:
+    """Which replica answered, when several run (nothing when one runs alone)."""
+    if not replica or replica.get("role") in (None, "single"):
+        return ""
+    text = f" · answered by the {e(replica['role'])}"
+    if replica.get("role") != "leader":
+        text += f" (the leader, {e(replica.get('leader') or 'unknown')}, did not answer)"
+    if replica.get("held"):
+        text += f" · {e(replica['held'])} deliveries held until a leader answers"
+    return text
+
+
 def render(data: Mapping[str, Any]) -> str:
     """The whole page for `status.status_data(...)`."""
     deploys, problem = data["deploys"], data["deploys_problem"]
@@ -205,7 +217,7 @@ def render(data: Mapping[str, Any]) -> str:
         '<meta name="referrer" content="no-referrer">'
         f"<title>hubbot status</title><style>{STYLE}</style></head><body>"
         f"<header><h1>hubbot</h1><p>status at <time>{e(data['generated_at'])}</time>"
-        f" · refreshes every {REFRESH_SECONDS} s</p></header>"
+        f" · refreshes every {REFRESH_SECONDS} s{_replica(data.get('replica'))}</p></header>"
         f"<main>{sections}</main>"
         '<footer>The same data as JSON: <a href="/status.json">/status.json</a>'
         ' · <a href="/metrics">/metrics</a></footer></body></html>\n'

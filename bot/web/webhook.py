@@ -20,9 +20,10 @@ from aiohttp import web
 from gidgethub import sansio
 
 from bot.handlers.router import coalesce_tag, job_key
-from bot.web.keys import DELIVERIES, DELIVERY_LOG, METRICS, QUEUE, ROUTER, SETTINGS
+from bot.web.keys import DELIVERIES, DELIVERY_LOG, METRICS, QUEUE, REPLICA, ROUTER, SETTINGS
 from bot.web.logs import delivery_context
 from bot.web.queue import Job, QueueClosed, QueueFull
+from bot.web.replica import Incoming
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ async def _receive(request: web.Request, event_name: str | None) -> tuple[web.Re
     except web.HTTPRequestEntityTooLarge:
         return _answer(413, "payload too large"), "too_large"
     headers = {k.lower(): v for k, v in request.headers.items()}
+    received = dict(headers)  # as GitHub sent them, for forwarding to the leader
     # Only SHA-256 counts: gidgethub would fall back to the SHA-1 header.
     signature = headers.pop("x-hub-signature-256", None)
     headers.pop("x-hub-signature", None)
@@ -110,16 +112,22 @@ async def _receive(request: web.Request, event_name: str | None) -> tuple[web.Re
     if not isinstance(data, dict):
         return _answer(400, "body must be a JSON object"), "bad_request"
     request[_VERIFIED] = data
-    event = sansio.Event(
-        data, event=headers["x-github-event"], delivery_id=headers["x-github-delivery"]
-    )
-    return _route(app, event, headers.get("x-github-hook-id", ""))
+    incoming = Incoming(body, received, data)
+    replica = app[REPLICA]
+    if not replica.leading:  # a standby: the leader decides (see bot.web.replica)
+        return await replica.receive(incoming)
+    return route(app, incoming)
 
 
-def _route(app: web.Application, event: sansio.Event, hook_id: str) -> tuple[web.Response, str]:
+def route(app: web.Application, incoming: Incoming) -> tuple[web.Response, str]:
+    """The leader's handling of a verified delivery: dedupe, then the queue."""
+    event = sansio.Event(incoming.data, event=incoming.event, delivery_id=incoming.delivery_id)
+    replica = app[REPLICA]
+    handover = replica.is_handover(incoming)
     seen = app[DELIVERIES]
-    dedupe_key = (hook_id, event.delivery_id)
-    if dedupe_key in seen:
+    dedupe_key = (incoming.hook_id, event.delivery_id)
+    # A stepping-down leader's handover was deduplicated there; only our own record counts.
+    if dedupe_key in seen or (not handover and dedupe_key in replica.forwarded):
         logger.info("delivery %s of %s seen before: not processed again", *dedupe_key[::-1])
         answer = _answer(202, "duplicate delivery: already processed", duplicate=True)
         return answer, "duplicate"
@@ -140,6 +148,7 @@ def _route(app: web.Application, event: sansio.Event, hook_id: str) -> tuple[web
         event=event.event,
         payload=event.data,
         tag=coalesce_tag(event),
+        hook_id=incoming.hook_id,
     )
     try:
         superseded = app[QUEUE].submit(job)

@@ -61,9 +61,28 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
-{{/* Whether the bot gets a Role: the Kubernetes executor is on and RBAC is managed here. */}}
+{{/* Several replicas: they elect a leader with a Lease, and standbys forward to it. */}}
+{{- define "hubbot.replicated" -}}
+{{- if gt (int .Values.replicas) 1 }}true{{ end }}
+{{- end }}
+
+{{/* Whether the bot talks to the Kubernetes API: its executor, or the leader election. */}}
+{{- define "hubbot.usesKubeApi" -}}
+{{- if or .Values.executor.kubernetes.enabled (include "hubbot.replicated" .) }}true{{ end }}
+{{- end }}
+
+{{/* Whether the bot gets a Role: it talks to the API and RBAC is managed here. */}}
 {{- define "hubbot.rbacEnabled" -}}
-{{- if and .Values.executor.kubernetes.enabled .Values.rbac.create }}true{{ end }}
+{{- if and (include "hubbot.usesKubeApi" .) .Values.rbac.create }}true{{ end }}
+{{- end }}
+
+{{/* HUBBOT_PUBLIC_URL: publicUrl, or the Ingress host when it routes the deploy logs. */}}
+{{- define "hubbot.publicUrl" -}}
+{{- if .Values.publicUrl }}
+{{- .Values.publicUrl | trimSuffix "/" }}
+{{- else if and .Values.ingress.enabled .Values.ingress.deployLogs }}
+{{- printf "http%s://%s" (ternary "s" "" (not (empty .Values.ingress.tls))) .Values.ingress.host }}
+{{- end }}
 {{- end }}
 
 {{/* Fail early, with one line, on values that would give a bot that cannot start. */}}
