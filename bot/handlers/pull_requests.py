@@ -92,6 +92,10 @@ def coalesce_tag(event: sansio.Event) -> str | None:
     if event.event == "pull_request" and action in REPLAN_ACTIONS:
         return REPLAN_TAG
     if event.event in ("check_run", "check_suite") and action == "rerequested":
+        # "Re-run" on another check (hubbot/deploy deploys) must never drop a queued re-plan.
+        run = event.data.get("check_run") if event.event == "check_run" else None
+        if isinstance(run, Mapping) and run.get("name") != PLAN_CHECK:
+            return None
         return REPLAN_TAG
     return None
 
