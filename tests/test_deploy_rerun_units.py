@@ -145,8 +145,10 @@ async def test_redeploys_the_newest_failures_of_the_commit_support_included() ->
         ({"head": OLD}, f"no longer the head of `main` (now `{OLD[:7]}`)"),
         ({"listed": [deployment(3, "c1/prod", "success")]}, "nothing to re-run"),
         ({"listed": [deployment(3, "c1/prod", "queued")]}, "`c1/prod` still deploying"),
+        ({"listed": [deployment(3, "c1/prod", "failure", kind="preview")]}, "deployed nothing"),
+        ({"listed": []}, "deployed nothing at `aaaaaaa`"),
     ],
-    ids=["triage", "read", "moved-on", "all-succeeded", "in-flight"],
+    ids=["triage", "read", "moved-on", "all-succeeded", "in-flight", "previews-only", "none"],
 )
 async def test_refusals_and_nothing_to_rerun_are_said_on_the_merged_pr(
     gh_world: dict[str, Any], said: str
@@ -226,3 +228,19 @@ def test_step_of_a_deployment_payload(hubbot: dict[str, Any], step: Step | None)
     else:
         assert found is not None
         assert (found.cluster, found.hub, found.stage) == (step.cluster, step.hub, step.stage)
+
+
+async def test_targets_this_process_is_deploying_are_spared_before_github_knows() -> None:
+    """A re-run right after another: its Deployments may not be on GitHub yet."""
+    from types import SimpleNamespace
+
+    services = Services(app_id="42")
+    Submitted(services)
+    record = SimpleNamespace(key="c1/prod", sha=SHA, done=False)
+    reporter = SimpleNamespace(records={(1, "c1/prod"): record})
+    services.deploys.repos["org/infra"] = SimpleNamespace(reporter=reporter)  # type: ignore[assignment]
+    gh = world(listed=[deployment(3, "c1/prod", "failure")])
+    await dispatch(gh, payload(), services)
+    assert not [u for u in gh.urls("GET") if u.endswith("/statuses?per_page=1")]
+    ((_, _url, data),) = [c for c in gh.calls if c[0] == "POST"]
+    assert "`c1/prod` still deploying" in data["body"]

@@ -128,9 +128,15 @@ async def redeploy_failed(
             "never rolls a hub back, so nothing was deployed. To deploy this commit again, "
             f"comment `/deploy <cluster>/<hub>@{short}` (write access needed)."
         )
-    steps, running = await failed_steps(gh, services, request)
+    found = await failed_steps(gh, services, request)
+    if not found.environments:
+        return (
+            f"hubbot deployed nothing at `{short}` (its check says why: errors, or nothing to "
+            "deploy), so there is nothing to re-run, and nothing was deployed."
+        )
+    steps = found.steps
     if not steps:
-        busy = f" ({_names(running)} still deploying)" if running else ""
+        busy = f" ({_names(found.busy)} still deploying)" if found.busy else ""
         return f"no target of `{short}` failed{busy}: nothing to re-run, nothing was deployed."
     settings = await services.deploys.default_settings(gh, request.repo)
     source = f"re-run of {DEPLOY_CHECK} by @{request.sender}"
@@ -159,9 +165,16 @@ async def redeploy_failed(
     return None
 
 
-async def failed_steps(
-    gh: GitHubAPI, services: Services, request: ReRun
-) -> tuple[list[Step], list[str]]:
+@dataclass(frozen=True, slots=True)
+class Found:
+    """What the commit's Deployments say: the steps to deploy again, and the rest."""
+
+    steps: list[Step]  # whose newest non-preview Deployment failed
+    busy: list[str]  # targets still deploying
+    environments: int  # environments hubbot deployed (not previewed) at the commit
+
+
+async def failed_steps(gh: GitHubAPI, services: Services, request: ReRun) -> Found:
     """The steps whose newest non-preview Deployment at the commit failed, and those in flight.
 
     One listing call, then one status read per environment (its newest Deployment only).
@@ -186,7 +199,7 @@ async def failed_steps(
                 steps.append(step)
         elif state in ("queued", "in_progress", "pending"):
             busy.add(item.ref.environment)
-    return sorted(steps, key=lambda s: s.key), sorted(busy)
+    return Found(sorted(steps, key=lambda s: s.key), sorted(busy), len(newest.keys() | busy))
 
 
 def step_of(payload: Mapping[str, Any]) -> Step | None:
