@@ -31,7 +31,7 @@ from bot.deploys.progress import DEPLOY_CHECK
 from bot.deploys.schedule import Stage, Step
 from bot.github.client import AmbiguousWrite
 from bot.github.comments import find_comment, fit
-from bot.github.deployments import Listed, latest_state, list_hubbot
+from bot.github.deployments import IN_FLIGHT, Listed, latest_state, list_hubbot
 from bot.github.snapshot import RepoRef
 from bot.handlers.context import PayloadError, Services
 from bot.handlers.push import MergedPull, Push, merged_pull
@@ -43,6 +43,7 @@ router = routing.Router()
 FAILED = frozenset({"failure", "error"})  # what hubbot's failed, blocked, cancelled map to
 STAGES: dict[str, Stage] = {"support": "support", "staging": "staging", "prod": "prod"}
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+READS_AT_ONCE = 4  # status reads in flight: GitHub asks integrators not to burst
 MARKER = "<!-- hubbot:deploy-rerun {key} -->"
 _SHA = re.compile(r"[0-9a-f]{40}")
 
@@ -188,7 +189,13 @@ async def failed_steps(gh: GitHubAPI, services: Services, request: ReRun) -> Fou
         if item.payload.get("kind") != "preview" and item.ref.sha == request.sha:
             newest.setdefault(item.ref.environment, item)
     candidates = [item for env, item in newest.items() if env not in busy]
-    states = await asyncio.gather(*(latest_state(gh, item.ref) for item in candidates))
+    limit = asyncio.Semaphore(READS_AT_ONCE)
+
+    async def state_of(item: Listed) -> str | None:
+        async with limit:
+            return await latest_state(gh, item.ref)
+
+    states = await asyncio.gather(*(state_of(item) for item in candidates))
     steps = []
     for item, state in zip(candidates, states, strict=True):
         if state in FAILED:
@@ -197,7 +204,7 @@ async def failed_steps(gh: GitHubAPI, services: Services, request: ReRun) -> Fou
                 logger.warning("deployment %s has no readable target: skipped", item.ref.id)
             else:
                 steps.append(step)
-        elif state in ("queued", "in_progress", "pending"):
+        elif state in IN_FLIGHT:
             busy.add(item.ref.environment)
     return Found(sorted(steps, key=lambda s: s.key), sorted(busy), len(newest.keys() | busy))
 
