@@ -28,10 +28,9 @@ from tests.deploy_support import (
     hubbot_yaml,
     merge_change,
     needs_tools,
-    repo_ref,
     running,
-    service,
     states,
+    target_records,
     tools_path,
 )
 from tests.e2e_support import Stack
@@ -78,22 +77,14 @@ async def test_a_merge_deploys_support_then_staging_then_prod(stack: Stack) -> N
         assert len(final["description"]) <= 140 and final["description"].startswith("deployed")
 
     # Order, from the bot's own records (GitHub's status ids follow the order in which
-    # concurrent writes happened to land, not the order of the deploys): support starts
-    # before staging, staging before prod. That each stage waits for the previous one to
-    # end is the schedule's (tests/test_rollout.py, tests/test_schedule.py).
-    repo = await repo_ref(stack)
-    records = {
-        r.key: r
-        for r in service(stack).repos[repo.full_name].reporter.records.values()
-        if r.sha == sha
-    }
+    # concurrent writes happened to land, not the order of the deploys): support ends before
+    # staging starts, staging before prod.
+    records = await target_records(stack, sha)
     assert set(records) == set(UNI_A)
-    started = {env: r.started for env, r in records.items() if r.started is not None}
-    assert set(started) == set(UNI_A)
     staging = ["uni-a/staging", "uni-a/r-staging"]
     prod = ["uni-a/prod", "uni-a/r-prod"]
-    assert all(started["uni-a/support"] < started[e] for e in staging + prod)
-    assert max(started[e] for e in staging) < min(started[e] for e in prod)
+    assert all(records["uni-a/support"].ended < records[e].started for e in staging + prod)
+    assert max(records[e].ended for e in staging) < min(records[e].started for e in prod)
 
     view = await stack.pull(number)
     (body,) = deploy_comments(view)

@@ -23,6 +23,7 @@ from tests.deploy_support import (
     needs_tools,
     running,
     states,
+    target_records,
     tools_path,
 )
 from tests.e2e_support import Stack
@@ -94,8 +95,8 @@ async def test_rerun_redeploys_what_failed_for_engineers_only_and_never_rolls_ba
             assert d["payload"]["hubbot"]["actor"] == "engineer"
             assert states(d) == ["queued", "in_progress", "success"], d["environment"]
         # Staging before prod, as for a merge.
-        ids = {d["environment"]: {s["state"]: s["id"] for s in d["statuses"]} for d in again}
-        assert ids["uni-a/staging"]["success"] < ids["uni-a/prod"]["in_progress"]
+        times = await target_records(stack, sha)  # the redeploy's, newer than the merge's
+        assert times["uni-a/staging"].ended < times["uni-a/prod"].started
         view = await stack.pull(number)
         runs = deploy_runs(view, sha)
         assert len(runs) == 2
