@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +143,28 @@ async def repo_ref(stack: Stack) -> RepoRef:
 def client(stack: Stack) -> Any:
     """An installation client of the bot's own factory."""
     return stack.app[GITHUB].for_installation(stack.sandbox.installation_id)
+
+
+@dataclass(frozen=True)
+class Times:
+    """When a target started and ended, by the bot's monotonic clock."""
+
+    started: float
+    ended: float
+
+
+async def target_records(stack: Stack, sha: str) -> dict[str, Times]:
+    """The bot's own start and end times of each ended target deployed at `sha`.
+
+    GitHub's status ids give the order in which concurrent writes landed, not the order of
+    the deploys: order assertions read these instead.
+    """
+    repo = await repo_ref(stack)
+    found = {}
+    for record in service(stack).repos[repo.full_name].reporter.records.values():
+        if record.sha == sha and record.started is not None and record.ended is not None:
+            found[record.key] = Times(record.started, record.ended)
+    return found
 
 
 def service(stack: Stack) -> DeployService:

@@ -30,6 +30,7 @@ from tests.deploy_support import (
     needs_tools,
     running,
     states,
+    target_records,
     tools_path,
 )
 from tests.e2e_support import Stack
@@ -75,15 +76,15 @@ async def test_a_merge_deploys_support_then_staging_then_prod(stack: Stack) -> N
         assert final["log_url"].startswith(f"{PUBLIC_URL}/deploys/")
         assert len(final["description"]) <= 140 and final["description"].startswith("deployed")
 
-    # Order, from the statuses' global ids: support ends before staging starts, staging
-    # before prod.
-    def ids(env: str) -> dict[str, int]:
-        return {s["state"]: s["id"] for s in found[env]["statuses"]}
-
+    # Order, from the bot's own records (GitHub's status ids follow the order in which
+    # concurrent writes happened to land, not the order of the deploys): support ends before
+    # staging starts, staging before prod.
+    records = await target_records(stack, sha)
+    assert set(records) == set(UNI_A)
     staging = ["uni-a/staging", "uni-a/r-staging"]
     prod = ["uni-a/prod", "uni-a/r-prod"]
-    assert all(ids("uni-a/support")["success"] < ids(e)["in_progress"] for e in staging + prod)
-    assert max(ids(e)["success"] for e in staging) < min(ids(e)["in_progress"] for e in prod)
+    assert all(records["uni-a/support"].ended < records[e].started for e in staging + prod)
+    assert max(records[e].ended for e in staging) < min(records[e].started for e in prod)
 
     view = await stack.pull(number)
     (body,) = deploy_comments(view)

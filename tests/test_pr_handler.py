@@ -366,6 +366,16 @@ async def test_rerun_of_our_check_replans_its_pr(
             "9#3",
             "replan",
         ),
+        (
+            "check_run",
+            {
+                "action": "rerequested",
+                "check_run": {"name": "hubbot/deploy", "pull_requests": []},
+                "repository": {"id": 9},
+            },
+            "9:check_run",
+            None,
+        ),
         ("pull_request", {"number": "x", "repository": "odd"}, "-:pull_request", None),
         ("star", [], "-:star", None),
     ],

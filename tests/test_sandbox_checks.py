@@ -5,7 +5,7 @@ from __future__ import annotations
 import gidgethub
 import pytest
 
-from tests.sandbox_support import installation_client, repo_path
+from tests.sandbox_support import installation_client, repo_path, validate_webhook
 
 
 def note(line: int, **extra):
@@ -155,3 +155,47 @@ async def test_list_for_ref_filters(setup):
     assert [r["conclusion"] for r in named["check_runs"]] == ["success"]
     by_branch = await gh.getitem(f"{repo}/commits/feature/check-runs?filter=all")
     assert by_branch["total_count"] == 3
+
+
+async def test_rerun_sends_check_run_rerequested(
+    setup, github_sandbox, sandbox_ctl, webhook_receiver
+):
+    """ "Re-run" on a completed run sends `check_run` rerequested; unknown 404, unfinished 422."""
+    gh, repo, head, number = setup
+    main = (await sandbox_ctl.get("/"))["default_branch"]
+    await sandbox_ctl.call("POST", "/check-runs/999999/rerequest", {}, expect=404)
+    await sandbox_ctl.call("POST", "/check-runs/nope/rerequest", {}, expect=404)
+    pending = await gh.post(f"{repo}/check-runs", data={"name": "hubbot/plan", "head_sha": head})
+    await sandbox_ctl.call("POST", f"/check-runs/{pending['id']}/rerequest", {}, expect=422)
+    assert not [r for r in webhook_receiver.received if r.event == "check_run"]
+
+    on_pr = await gh.patch(f"{repo}/check-runs/{pending['id']}", data={"conclusion": "failure"})
+    tip = (await gh.getitem(f"{repo}/branches/{main}"))["commit"]["sha"]
+    on_main = await gh.post(
+        f"{repo}/check-runs",
+        data={"name": "hubbot/deploy", "head_sha": tip, "conclusion": "success"},
+    )
+    for run, user, branch, pulls in (
+        (on_pr, "carol", "feature", [number]),
+        (on_main, "octocat", main, []),
+    ):
+        answer = await sandbox_ctl.post(f"/check-runs/{run['id']}/rerequest", {"user": user})
+        assert answer["id"] == run["id"]
+        assert [(d["event"], d["action"]) for d in answer["deliveries"]] == [
+            ("check_run", "rerequested")
+        ]
+        received = webhook_receiver.received[-1]
+        validate_webhook(received.event, received.payload)
+        payload = received.payload
+        assert payload["sender"]["login"] == user
+        shape = payload["check_run"]
+        assert (shape["id"], shape["name"], shape["head_sha"]) == (
+            run["id"],
+            run["name"],
+            run["head_sha"],
+        )
+        assert shape["app"]["id"] == github_sandbox.app_id
+        assert [p["number"] for p in shape["pull_requests"]] == pulls
+        suite = shape["check_suite"]
+        assert (suite["head_branch"], suite["head_sha"]) == (branch, run["head_sha"])
+        assert suite["conclusion"] == run["conclusion"]

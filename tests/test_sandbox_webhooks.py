@@ -34,6 +34,12 @@ async def every_event(sandbox_ctl, github_sandbox) -> None:
     gh = await installation_client(sandbox_ctl.session, github_sandbox)
     await gh.post(f"{repo_path(github_sandbox)}/issues/{number}/comments", data={"body": "plan"})
     await gh.post(f"{repo_path(github_sandbox)}/issues/{number}/labels", data={"labels": ["x"]})
+    head = (await sandbox_ctl.get(f"/pulls/{number}"))["head"]["sha"]
+    run = await gh.post(
+        f"{repo_path(github_sandbox)}/check-runs",
+        data={"name": "hubbot/plan", "head_sha": head, "conclusion": "failure"},
+    )
+    await sandbox_ctl.post(f"/check-runs/{run['id']}/rerequest", {"user": "bob"})
     await sandbox_ctl.post(f"/pulls/{number}/merge", {"user": "bob"})
     fork = await sandbox_ctl.open_pull({"f.txt": "f"}, branch="patch-1", user="eve", fork=True)
     await sandbox_ctl.patch(f"/pulls/{fork}", {"state": "closed"})
@@ -55,6 +61,7 @@ EXPECTED = {
     ("issue_comment", "edited"),
     ("issue_comment", "deleted"),
     ("pull_request_review", "submitted"),
+    ("check_run", "rerequested"),
 }
 
 
@@ -73,7 +80,7 @@ async def test_payload_keys_match_githubs_real_examples(
 ):
     """Beyond the schemas: the same keys as GitHub's recorded examples, at the levels bots read."""
     await every_event(sandbox_ctl, github_sandbox)
-    nested = ("pull_request", "comment", "issue", "review", "repository", "sender")
+    nested = ("pull_request", "comment", "issue", "review", "repository", "sender", "check_run")
     # Keys GitHub's examples carry that the double leaves out, and why.
     allowed_missing = {
         "enterprise",  # not on github.com organisations

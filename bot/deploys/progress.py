@@ -49,6 +49,7 @@ class TargetRecord:
     state: str = "queued"
     detail: str = ""
     started: float | None = None  # time.monotonic() when it started
+    ended: float | None = None  # time.monotonic() when it ended
     seconds: float | None = None
     log_url: str | None = None
     environment_url: str | None = None

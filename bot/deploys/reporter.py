@@ -231,7 +231,7 @@ class GitHubReporter:
         record = self.records.get((step.wave, step.key))
         if record is None:
             return
-        record.state = outcome.ending
+        record.state, record.ended = outcome.ending, time.monotonic()
         record.detail = outcome.detail
         if outcome.ending == "cancelled" and step.wave in self.cancel_reasons:
             record.detail = self.cancel_reasons[step.wave]

@@ -157,14 +157,17 @@ async def list_hubbot(
     environment: str | None = None,
     with_state: bool = True,
     max_items: int = 1000,
+    sha: str | None = None,
 ) -> list[Listed]:
-    """hubbot's deployments created after `since`, newest first, each with its latest state."""
+    """hubbot's deployments created after `since` (of `sha` when given), newest first."""
     found: list[Listed] = []
-    url_vars: dict[str, Any] = {"per_page": 100}
-    template = f"{repo_url}/deployments{{?per_page}}"
+    url_vars: dict[str, Any] = {}
     if environment is not None:
         url_vars["environment"] = environment
-        template = f"{repo_url}/deployments{{?environment,per_page}}"
+    if sha is not None:
+        url_vars["sha"] = sha
+    url_vars["per_page"] = 100
+    template = f"{repo_url}/deployments{{?{','.join(url_vars)}}}"
     seen = 0
     async for item in gh.getiter(template, url_vars):
         seen += 1

@@ -18,6 +18,7 @@ import gidgethub
 from gidgethub import routing, sansio
 from gidgethub.abc import GitHubAPI
 
+from bot.deploys.progress import DEPLOY_CHECK
 from bot.github.auth import TokenError
 from bot.github.checks import (
     PLAN_CHECK,
@@ -92,6 +93,10 @@ def coalesce_tag(event: sansio.Event) -> str | None:
     if event.event == "pull_request" and action in REPLAN_ACTIONS:
         return REPLAN_TAG
     if event.event in ("check_run", "check_suite") and action == "rerequested":
+        # "Re-run" on hubbot/deploy deploys: it must never drop (or be dropped for) a re-plan.
+        run = event.data.get("check_run") if event.event == "check_run" else None
+        if isinstance(run, Mapping) and run.get("name") == DEPLOY_CHECK:
+            return None
         return REPLAN_TAG
     return None
 

@@ -12,10 +12,15 @@ from typing import Any
 
 from gidgethub import routing, sansio
 
-from bot.handlers import closed, comments, default_branch, pull_requests, push
+from bot.handlers import closed, comments, default_branch, deploy_rerun, pull_requests, push
 
 router = routing.Router(
-    pull_requests.router, default_branch.router, comments.router, push.router, closed.router
+    pull_requests.router,
+    default_branch.router,
+    comments.router,
+    push.router,
+    closed.router,
+    deploy_rerun.router,
 )
 
 

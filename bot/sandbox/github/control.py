@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.sandbox.github import actions
+from bot.sandbox.github import actions, payloads
 from bot.sandbox.github.context import Context, ctx
 from bot.sandbox.github.control_io import field, files_of, read_body, settle
 from bot.sandbox.github.http import ApiError, json_response
@@ -295,3 +295,20 @@ async def merge(request: web.Request) -> web.Response:
         c, pull, field(body, "user", str, DEFAULT_USER), field(body, "message", str, None)
     )
     return json_response({"merged": True, "sha": sha, "deliveries": await settle(futures)})
+
+
+# ---- checks ------------------------------------------------------------------------
+@routes.post("/_sandbox/check-runs/{id}/rerequest")
+async def rerequest_check_run(request: web.Request) -> web.Response:
+    """ "Re-run" on a completed check run as a user; sends `check_run` rerequested."""
+    c = ctx(request)
+    ident = request.match_info["id"]
+    run = c.state.check_runs.get(int(ident)) if ident.isdigit() else None
+    if run is None:
+        raise ApiError(404, f"no check run {ident}")
+    if run.status != "completed":
+        raise ApiError(422, f"check run {ident} is {run.status}: only a completed run is re-run")
+    body = await read_body(request)
+    user = c.state.ensure_user(field(body, "user", str, DEFAULT_USER)).login
+    future = c.hooks.enqueue("check_run", payloads.check_run_rerequested(c.shapes, run, user))
+    return json_response({"id": run.id, "deliveries": await settle([future])})

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.sandbox.github.shapes import node_id
 from bot.sandbox.github.shapes_git import GitShapes
-from bot.sandbox.github.state import Comment, Pull, Review, iso, now
+from bot.sandbox.github.state import CheckRun, Comment, Pull, Review, iso, now
 
 
 def _envelope(sh: GitShapes, sender: str, *, push: bool = False) -> dict[str, Any]:
@@ -132,3 +133,52 @@ def ping(sh: GitShapes) -> dict[str, Any]:
             "deliveries_url": f"{hook_url}/deliveries",
         },
     }
+
+
+# Suite conclusions by precedence; the schema's enum has no `skipped` for a suite.
+_SUITE_ORDER = ("action_required", "cancelled", "timed_out", "failure", "neutral", "success")
+
+
+def check_run_rerequested(sh: GitShapes, run: CheckRun, sender: str) -> dict[str, Any]:
+    """A `check_run` `rerequested` event, as GitHub sends when someone clicks "Re-run"."""
+    shape = sh.check_run(run)
+    shape["app"] = sh.webhook_app()
+    shape["check_suite"] = _check_suite(sh, run, shape["pull_requests"])
+    return {"action": "rerequested", "check_run": shape, **_envelope(sh, sender)}
+
+
+def _check_suite(sh: GitShapes, run: CheckRun, pulls: list[Any]) -> dict[str, Any]:
+    """The webhook's `check_suite` of a run: the app's one suite on the run's commit."""
+    runs = [r for r in sh.state.check_runs.values() if r.suite_id == run.suite_id]
+    endings = {r.conclusion for r in runs if r.status == "completed"}
+    conclusion = next((c for c in _SUITE_ORDER if c in endings), "neutral")
+    times = [t for r in runs for t in (r.started_at, r.completed_at) if t is not None]
+    created = min(times, default=now())
+    updated = max(times, default=created)
+    parents = sh.repo.commit(run.head_sha).parents
+    return {
+        "id": run.suite_id,
+        "node_id": node_id("CheckSuite", run.suite_id),
+        "head_branch": _head_branch(sh, run.head_sha),
+        "head_sha": run.head_sha,
+        "status": "completed",  # a run can be re-run once completed, as its suite then is
+        "conclusion": conclusion,
+        "url": f"{sh.repo_url()}/check-suites/{run.suite_id}",
+        "before": parents[0] if parents else None,
+        "after": run.head_sha,
+        "pull_requests": pulls,
+        "app": sh.webhook_app(),
+        "created_at": iso(created),
+        "updated_at": iso(updated),
+    }
+
+
+def _head_branch(sh: GitShapes, sha: str) -> str | None:
+    """The branch the commit was pushed to: the default branch when it holds it, else a tip."""
+    default = sh.repo.default_branch
+    names = [default, *(b for b in sh.repo.branches() if b != default)]
+    for name in names:
+        tip = sh.repo.branch_sha(name)
+        if tip == sha or (name == default and tip and sh.repo.is_ancestor(sha, tip)):
+            return name
+    return None

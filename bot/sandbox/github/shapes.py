@@ -42,7 +42,7 @@ APP_PERMISSIONS = {
     "members": "read",
     "pull_requests": "write",
 }
-APP_EVENTS = ["issue_comment", "pull_request", "pull_request_review", "push"]
+APP_EVENTS = ["check_run", "issue_comment", "pull_request", "pull_request_review", "push"]
 
 
 def node_id(kind: str, ident: int) -> str:
