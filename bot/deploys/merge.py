@@ -11,6 +11,7 @@ releases), so every merge says what became of it.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -28,6 +29,8 @@ from bot.github.snapshot import RepoRef
 
 if TYPE_CHECKING:
     from bot.deploys.service import DeployService, MergeOutcome
+
+logger = logging.getLogger(__name__)
 
 MAX_LISTED = 30
 
@@ -109,6 +112,28 @@ async def current_head(gh: GitHubAPI, repo: RepoRef, branch: str | None) -> str 
     commit = data.get("commit") if isinstance(data, dict) else None
     sha = commit.get("sha") if isinstance(commit, dict) else None
     return sha if isinstance(sha, str) and len(sha) == 40 else None
+
+
+async def report_not_started(
+    gh: GitHubAPI, repo: RepoRef, *, sha: str, reason: str, service: DeployService
+) -> None:
+    """A push whose deploy could not even be planned (GitHub failed us): a check that says so.
+
+    The webhook was answered 202, so GitHub will not send it again by itself: without this
+    check the merge would deploy nothing, silently. Logs, never raises (the caller is
+    already handling a failure).
+    """
+    title = f"❌ Not deployed: hubbot could not plan the deploy of {sha[:7]}"
+    summary = (
+        f"### {title}\n\nhubbot stopped before deploying anything: {reason}.\n\n"
+        "To deploy this push, redeliver its `push` webhook (the GitHub App's advanced "
+        f"settings), or comment `/deploy <cluster>/<hub>@{sha}` on a pull request."
+    )
+    report = _Report(gh, repo, sha, None, None, service)
+    try:
+        await report._check("failure", title, summary, [])
+    except Exception:  # GitHub is failing us already: the log is all that is left
+        logger.exception("could not report that the deploy of %s did not start", sha[:7])
 
 
 class _Report:

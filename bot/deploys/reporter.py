@@ -9,6 +9,9 @@ a `hubbot/deploy` check run on its commit, concluded with a summary table when i
 target ends, and never left in progress: `close()` concludes the open ones, saying why.
 The PR's comment (marker `<!-- hubbot:deploy -->`) is edited at most every 2 s, and
 always once more after the last change. Logs never go into comments, only links to them.
+A write that GitHub fails (5xx, no answer) is tried again a few times, later: a lost
+final status would leave a Deployment `in_progress` for good (and a restart would deploy
+it again), a lost conclusion a check run open.
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import aiohttp
 import gidgethub
 from gidgethub.abc import GitHubAPI
 
@@ -30,6 +34,7 @@ from bot.deploys.progress import DEPLOY_CHECK, DEPLOY_MARKER, Origin, TargetReco
 from bot.deploys.rollout import StepOutcome
 from bot.deploys.schedule import Step, Wave
 from bot.github.checks import CheckRun, complete_check, now_iso, start_check
+from bot.github.client import AmbiguousWrite, GitHubUnavailable
 from bot.github.comments import CommentCache, upsert_comment
 from bot.github.deployments import DeploymentRef, create_deployment, environment_of, set_status
 from bot.github.snapshot import RepoRef
@@ -38,13 +43,29 @@ logger = logging.getLogger(__name__)
 
 THROTTLE_SECONDS = 2.0
 KEEP_ORIGINS = 50  # finished origins kept in memory for the comment and the status page
+# Waits before each new try of a write GitHub failed (each try has the client's own retries).
+RETRY_SECONDS = (2.0, 10.0, 30.0)
+# Failures worth trying again later: GitHub's 5xx, no answer, a write that may not have landed.
+TRANSIENT = (
+    gidgethub.GitHubBroken,
+    GitHubUnavailable,
+    AmbiguousWrite,
+    aiohttp.ClientError,
+    TimeoutError,
+)
 
 
 class Throttled:
     """Runs `write` after each `poke()`, at most once per `interval`, always after the last poke."""
 
-    def __init__(self, write: Callable[[], Awaitable[None]], interval: float) -> None:
+    def __init__(
+        self,
+        write: Callable[[], Awaitable[None]],
+        interval: float,
+        retry_delays: Sequence[float] = (),
+    ) -> None:
         self.write, self.interval = write, interval
+        self.retry_delays = tuple(retry_delays)  # after a transient failure, write again
         self._dirty = False
         self._last = -float("inf")
         self._task: asyncio.Task[None] | None = None
@@ -57,6 +78,7 @@ class Throttled:
             self._task = asyncio.create_task(self._run(), name="hubbot-throttled-write")
 
     async def _run(self) -> None:
+        failures = 0
         while self._dirty:
             wait = self._last + self.interval - time.monotonic()
             if wait > 0:
@@ -66,6 +88,16 @@ class Throttled:
             try:
                 await self.write()
                 self.writes += 1
+                failures = 0
+            except TRANSIENT as exc:
+                if failures >= len(self.retry_delays):
+                    logger.error("updating the deploy comment failed for good: %s", exc)
+                    continue
+                delay = self.retry_delays[failures]
+                failures += 1
+                logger.warning("updating the deploy comment failed (%s); again in %g s", exc, delay)
+                self._dirty = True
+                self._last = time.monotonic() + delay - self.interval  # the next wait is `delay`
             except Exception:  # a boundary: a failed comment edit never stops deploys
                 logger.exception("updating the deploy comment failed")
 
@@ -90,6 +122,7 @@ class GitHubReporter:
         on_finish: Callable[[str, Step, StepOutcome], None] = lambda attempt, step, outcome: None,
         throttle_seconds: float = THROTTLE_SECONDS,
         writes: int = 8,
+        retry_delays: Sequence[float] = RETRY_SECONDS,
     ) -> None:
         self.gh = gh  # replaced by the service with each fresh client
         self.repo = repo
@@ -99,6 +132,7 @@ class GitHubReporter:
         self.environment_url = environment_url
         self.on_finish = on_finish
         self.throttle_seconds = throttle_seconds
+        self.retry_delays = tuple(retry_delays)
         self.origins: dict[int, Origin] = {}
         self.records: dict[tuple[int, str], TargetRecord] = {}
         self.deployments: dict[str, DeploymentRef] = {}  # attempt -> its Deployment
@@ -314,11 +348,25 @@ class GitHubReporter:
         async def run() -> None:
             if before is not None and not before.done():
                 await asyncio.wait([before])
-            async with self._sem:
+            for delay in (*self.retry_delays, None):
                 try:
-                    await op()
+                    async with self._sem:
+                        await op()
+                    return
+                except TRANSIENT as exc:
+                    if delay is None:
+                        logger.error("reporting a deploy to GitHub failed (%s): %s", chain, exc)
+                        return
+                    logger.warning(
+                        "reporting a deploy to GitHub failed (%s): %s; again in %g s",
+                        chain,
+                        exc,
+                        delay,
+                    )
+                    await asyncio.sleep(delay)
                 except Exception:  # a boundary: a reporting failure never stops deploys
                     logger.exception("reporting a deploy to GitHub failed (%s)", chain)
+                    return
 
         task = asyncio.create_task(run(), name=f"hubbot-report {chain}")
         self._chains[chain] = task
@@ -353,7 +401,9 @@ class GitHubReporter:
         writer = self._writers.get(origin.pr)
         if writer is None:
             pr, url = origin.pr, origin.comments_url
-            writer = Throttled(lambda: self._write_comment(pr, url), self.throttle_seconds)
+            writer = Throttled(
+                lambda: self._write_comment(pr, url), self.throttle_seconds, self.retry_delays
+            )
             self._writers[pr] = writer
         writer.poke()
 
@@ -394,9 +444,9 @@ class GitHubReporter:
         if origin.kind == "preview" and origin.pr is not None:
             await self._note_if_behind(origin)
             self._poke(origin)
-        run = self._checks.get(origin.id)
-        if run is None:
-            return
+        if origin.id not in self._checks:
+            await self._create_check(origin)  # creating it failed, every try: once more
+        run = self._checks[origin.id]
         title, summary = progress.check_output(origin, records)
         conclusion = progress.conclusion(records)
         await complete_check(

@@ -18,7 +18,7 @@ from typing import Literal, Protocol
 
 from bot.deploys.executor import DeployJob, DeployResult, Executor
 from bot.deploys.health import HealthResult
-from bot.deploys.schedule import MAIN, Schedule, Step, Wave
+from bot.deploys.schedule import ADOPTED, MAIN, Schedule, Step, Wave
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class Rollout:
 
     async def adopt(self, step: Step, job: DeployJob, *, source: str = "") -> None:
         """Take over a job already running (found after a restart): watch it, do not start it."""
-        (wave,) = self.schedule.add([step], sha=job.sha, stream=f"adopted:{job.id}", source=source)
+        (wave,) = self.schedule.add([step], sha=job.sha, stream=f"{ADOPTED}{job.id}", source=source)
         self._adopted[(step.key, wave.id)] = job
         self._idle.clear()
         self._ensure_running()

@@ -28,6 +28,7 @@ Stage = Literal["support", "staging", "prod"]
 State = Literal["queued", "running", "success", "failure", "blocked", "cancelled"]
 STAGES: tuple[Stage, ...] = ("support", "staging", "prod")
 MAIN = "main"  # the stream of default-branch pushes; PR previews use "pr#<n>"
+ADOPTED = "adopted:"  # the stream prefix of a job adopted after a restart (`adopted:<job id>`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,10 +202,20 @@ class Schedule:
         self.lanes[step.cluster].running -= 1
         self.running -= 1
         blocked: list[tuple[Step, str]] = []
+        later: tuple[Stage, ...] = ()
+        why = ""
         if not ok and step.stage == "support":
-            blocked = self._block(wave, ("staging", "prod"), f"support failed on {step.cluster}")
+            later, why = ("staging", "prod"), f"support failed on {step.cluster}"
         elif not ok and step.stage == "staging":
-            blocked = self._block(wave, ("prod",), f"staging failed on {step.cluster}: {step.key}")
+            later, why = ("prod",), f"staging failed on {step.cluster}: {step.key}"
+        if later:
+            blocked = self._block(wave, later, why)
+        if later and wave.stream.startswith(ADOPTED):
+            # An adopted job is its stage of a wave a restart cut; that wave's later stages
+            # were requeued as another wave at the same SHA, and wait on it just the same.
+            for other in self.lanes[step.cluster].waves:
+                if other.sha == wave.sha and not other.stream.startswith(ADOPTED):
+                    blocked += self._block(other, later, why)
         self._advance(step.cluster)
         return blocked
 

@@ -26,7 +26,7 @@ from bot.deploys.executor import DeployJob, DeployResult, Executor
 from bot.deploys.executors import build_executor, executor_settings
 from bot.deploys.progress import Kind
 from bot.deploys.repo import MAX_LOGS, DeployLog, RepoDeploys, health_environment
-from bot.deploys.reporter import THROTTLE_SECONDS, GitHubReporter
+from bot.deploys.reporter import RETRY_SECONDS, THROTTLE_SECONDS, GitHubReporter
 from bot.deploys.rollout import StepOutcome
 from bot.deploys.schedule import Step, Wave
 from bot.github.comments import CommentCache
@@ -73,6 +73,7 @@ class DeployConfig:
     # so a leader cut off mid-deploy and its successor never deploy one hub at once.
     lease_namespace: str | None = None
     throttle_seconds: float = THROTTLE_SECONDS  # between edits of a PR's deploy comment
+    report_retry_seconds: tuple[float, ...] = RETRY_SECONDS  # before new tries of failed writes
 
 
 @dataclass(frozen=True, slots=True)
@@ -458,6 +459,7 @@ class DeployService:
             environment_url=lambda step: holder["ctx"].environment_url(step),
             on_finish=lambda a, step, outcome: self._finished(holder["ctx"], a, step, outcome),
             throttle_seconds=self.config.throttle_seconds,
+            retry_delays=self.config.report_retry_seconds,
         )
         ctx = RepoDeploys(
             repo=repo,

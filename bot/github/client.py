@@ -8,7 +8,10 @@ Each request to GitHub goes through `_send_with_retries`:
 - secondary rate limits (403/429 with `retry-after`, `x-ratelimit-remaining: 0`
   or GitHub's message) are waited out, up to a bounded wait, since GitHub did not
   apply the request (https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api);
-- a 401 with an installation token drops the cached token and retries once.
+- a 401 with an installation token drops the cached token and retries once;
+- a write to a resource (PATCH, PUT, DELETE, or a POST to `.../statuses`) whose earlier
+  write timed out or failed waits until that one has landed or been dropped (`LateWrites`),
+  so a late copy of an older edit can never overwrite a newer one.
 Every attempt is counted by route template and status, and the remaining rate
 limit is reported from the response headers.
 """
@@ -120,6 +123,49 @@ class RetryPolicy:
         return ceiling / 2 + rand * ceiling / 2
 
 
+# Writes whose order matters: a later one must land after an earlier one (edits of one
+# resource; a Deployment's statuses, whose newest is its state). Creates are looked up instead.
+_ORDERED_METHODS = frozenset({"PATCH", "PUT", "DELETE"})
+
+
+def is_ordered_write(method: str, url: str) -> bool:
+    """Whether a request edits a resource whose writes must land in order."""
+    return method in _ORDERED_METHODS or (
+        method == "POST" and URL(url).path.rstrip("/").endswith("/statuses")
+    )
+
+
+class LateWrites:
+    """When each resource's timed-out (or failed) writes will have landed or been dropped.
+
+    Shared by the clients of one app (`GitHubFactory`), since the reporter changes client
+    with each event. Bounded: settled entries are dropped as new ones come.
+    """
+
+    def __init__(self, maxsize: int = 1024) -> None:
+        self.maxsize = maxsize
+        self._until: dict[str, float] = {}
+
+    def note(self, url: str, settles_at: float) -> None:
+        """A write to `url` may still land until `settles_at` (a `time.monotonic()` value)."""
+        now = time.monotonic()
+        if len(self._until) >= self.maxsize:
+            self._until = {u: t for u, t in self._until.items() if t > now}
+            while len(self._until) >= self.maxsize:  # all pending: forget the oldest
+                del self._until[next(iter(self._until))]
+        key = URL(url).path
+        self._until[key] = max(settles_at, self._until.get(key, 0.0))
+
+    def pending(self, url: str) -> float:
+        """Seconds until earlier writes to `url` have settled (0 when none is pending)."""
+        key = URL(url).path
+        left = self._until.get(key, 0.0) - time.monotonic()
+        if left <= 0:
+            self._until.pop(key, None)
+            return 0.0
+        return left
+
+
 def rate_limit_wait(
     status: int, headers: Mapping[str, str], body: bytes, *, now: float
 ) -> float | None:
@@ -168,8 +214,10 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
         sleep: Sleep | None = None,
         rand: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.time,
+        late_writes: LateWrites | None = None,
     ) -> None:
         super().__init__(session, requester, cache=cache, base_url=base_url)
+        self.late_writes = late_writes if late_writes is not None else LateWrites()
         self.installation_id = installation_id
         self._tokens = tokens
         self.policy = policy or RetryPolicy()
@@ -242,6 +290,9 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
             and self.installation_id is not None
         )
         route = self._route(url)
+        ordered = is_ordered_write(method, url)
+        if ordered and (settling := self.late_writes.pending(url)) > 0:
+            await self.sleep(settling)  # an earlier write may still land: this one comes after
         refreshed = False
         attempt = 0
         while True:
@@ -264,6 +315,8 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
             except (TimeoutError, aiohttp.ClientError) as exc:
                 reason = "timed out" if isinstance(exc, TimeoutError) else "connection failed"
                 self._record(method, route, "timeout" if "timed" in reason else "error")
+                if ordered:
+                    self.late_writes.note(url, time.monotonic() + self.policy.late_write_seconds)
                 if not safe:
                     raise self._ambiguous(method, route, reason) from None
                 if attempt >= self.policy.attempts:
@@ -284,6 +337,8 @@ class GitHubClient(gidgethub.aiohttp.GitHubAPI):
                     return status, resp_headers, data
                 await self.sleep(wait + self._rand())
                 continue
+            if status in _RETRY_STATUSES and ordered:  # a gateway's 5xx: it may still apply
+                self.late_writes.note(url, time.monotonic() + self.policy.late_write_seconds)
             if status in _RETRY_STATUSES and attempt < self.policy.attempts:
                 if not safe:
                     raise self._ambiguous(method, route, f"GitHub answered {status}")

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from gidgethub.abc import GitHubAPI
 
-from bot.github.client import AmbiguousWrite
+from bot.github.client import AmbiguousWrite, wait_for_late_writes
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,9 @@ async def create_deployment(
 ) -> DeploymentRef:
     """Create a deployment of `sha`; an ambiguous failure is looked up before it is repeated.
 
-    `payload["attempt"]` (made up when absent) finds this very deployment again.
+    `payload["attempt"]` (made up when absent) finds this very deployment again. A create
+    that timed out may still land, so after one the lookup waits until it would have
+    landed: repeating it sooner leaves a second Deployment that no status ever ends.
     """
     attempt = str(payload.get("attempt") or uuid.uuid4().hex)
     body = {
@@ -90,8 +92,11 @@ async def create_deployment(
     for _ in range(3):
         try:
             created = await gh.post(f"{repo_url}/deployments", data=body)
-        except AmbiguousWrite:
+        except AmbiguousWrite as exc:
             found = await _find_attempt(gh, repo_url, sha, environment, attempt)
+            if found is None and exc.settles_at is not None:
+                await wait_for_late_writes(gh, exc.settles_at)
+                found = await _find_attempt(gh, repo_url, sha, environment, attempt)
             if found is not None:
                 return found
             continue

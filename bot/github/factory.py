@@ -12,7 +12,7 @@ import aiohttp
 import cachetools
 
 from bot.github.auth import InstallationTokens, token_fetcher
-from bot.github.client import CallRecorder, GitHubClient, RetryPolicy, Sleep
+from bot.github.client import CallRecorder, GitHubClient, LateWrites, RetryPolicy, Sleep
 
 
 class GitHubFactory:
@@ -38,6 +38,8 @@ class GitHubFactory:
         self._sleep = sleep
         self._app_id = app_id
         self._private_key = private_key
+        # Shared by every client: the reporter changes client with each event.
+        self.late_writes = LateWrites()
         self.tokens = InstallationTokens(
             token_fetcher(self.app_client(), app_id=app_id, private_key=private_key)
         )
@@ -55,6 +57,7 @@ class GitHubFactory:
             policy=self._policy,
             recorder=self._recorder,
             sleep=self._sleep,
+            late_writes=self.late_writes,
         )
         # gidgethub signs each request with a fresh-enough JWT when these are set.
         client.app_id = self._app_id
@@ -76,4 +79,5 @@ class GitHubFactory:
             policy=self._policy,
             recorder=self._recorder,
             sleep=self._sleep,
+            late_writes=self.late_writes,
         )

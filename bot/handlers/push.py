@@ -18,8 +18,10 @@ import gidgethub
 from gidgethub import routing, sansio
 from gidgethub.abc import GitHubAPI
 
+from bot.deploys.merge import report_not_started
 from bot.github.snapshot import RepoRef
 from bot.handlers.context import PayloadError, Services
+from bot.handlers.pull_requests import describe_failure
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +97,17 @@ async def deploy_push(event: sansio.Event, gh: GitHubAPI, *args: Any, services: 
             push.after[:7],
         )
         return
+    try:
+        await _deploy(gh, push, services, delivery=event.delivery_id or "")
+    except BaseException as exc:
+        # Before its deploys are accepted nothing else would say this push deployed nothing.
+        await report_not_started(
+            gh, push.repo, sha=push.after, reason=describe_failure(exc), service=services.deploys
+        )
+        raise
+
+
+async def _deploy(gh: GitHubAPI, push: Push, services: Services, *, delivery: str) -> None:
     merged = await merged_pull(gh, push)
     source = f"push {push.before[:7]}..{push.after[:7]}"
     if push.pusher:
@@ -112,7 +125,7 @@ async def deploy_push(event: sansio.Event, gh: GitHubAPI, *args: Any, services: 
         comments_url=merged.comments_url if merged else None,
         source=source,
         actor=push.pusher,
-        delivery=event.delivery_id or "",
+        delivery=delivery,
     )
 
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from hypothesis import HealthCheck, settings
 
@@ -55,21 +56,39 @@ async def wait_until(
 
 @dataclass
 class LoopWatch:
-    """Collects exceptions nobody retrieved (a task that died unseen) on the running loop."""
+    """Collects exceptions nobody retrieved (a task that died unseen) on the running loop.
+
+    Several watches may be installed at once (concurrent fault runs share a loop): each
+    error goes to every watch installed when it happened, so none is missed, and the
+    loop's own handler comes back when the last watch is removed.
+    """
 
     errors: list[dict[str, Any]] = field(default_factory=list)
-    _previous: Any = None
+    _installed: ClassVar[dict[asyncio.AbstractEventLoop, tuple[Any, list[LoopWatch]]]] = {}
 
     def install(self) -> LoopWatch:
-        """Become the running loop's exception handler."""
+        """Start collecting the running loop's unhandled errors."""
         loop = asyncio.get_running_loop()
-        self._previous = loop.get_exception_handler()
-        loop.set_exception_handler(lambda _loop, context: self.errors.append(context))
+        if loop not in self._installed:
+            watches: list[LoopWatch] = []
+
+            def collect(_loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+                for watch in watches:
+                    watch.errors.append(context)
+
+            self._installed[loop] = (loop.get_exception_handler(), watches)
+            loop.set_exception_handler(collect)
+        self._installed[loop][1].append(self)
         return self
 
     def uninstall(self) -> None:
-        """Give the loop its previous handler back."""
-        asyncio.get_running_loop().set_exception_handler(self._previous)
+        """Stop collecting; the last watch gives the loop its previous handler back."""
+        loop = asyncio.get_running_loop()
+        previous, watches = self._installed[loop]
+        watches.remove(self)
+        if not watches:
+            del self._installed[loop]
+            loop.set_exception_handler(previous)
 
     def describe(self) -> str:
         """The collected errors, one per line."""
@@ -140,6 +159,68 @@ class RecordingChecker:
             parts.append(f"{recorded.method} {recorded.path} {headers}")
             parts.append(recorded.request_body.decode("utf-8", "replace"))
         return "\n".join(parts)
+
+
+class SampledChecker:
+    """Checks each distinct kind of exchange once per session, delegating to `inner`.
+
+    Validating against GitHub's OpenAPI description is most of a fault run's CPU, and a
+    fault run repeats the clean run's requests. A request's kind is its method, route,
+    query keys and body shape (short strings such as states kept, long ones reduced to
+    their size class); a response's is its method, route and status. A kind seen once
+    is not checked again, so every new request a fault provokes (a lookup, a retry with
+    another body) is still checked.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.seen: set[tuple[Any, ...]] = set()
+
+    def check_request(self, exchange: Any) -> list[str]:
+        """The inner checker's violations, for a kind of request not seen before."""
+        key = ("request", exchange.method, _route(exchange), _query_keys(exchange.query))
+        key += (_shape(exchange.request_body),)
+        return self._once(key, lambda: self.inner.check_request(exchange))
+
+    def check_response(self, exchange: Any) -> list[str]:
+        """The inner checker's violations, for a kind of response not seen before."""
+        key = ("response", exchange.method, _route(exchange), exchange.status)
+        return self._once(key, lambda: self.inner.check_response(exchange))
+
+    def _once(self, key: tuple[Any, ...], check: Callable[[], list[str]]) -> list[str]:
+        if key in self.seen:
+            return []
+        violations = list(check())
+        if not violations:  # a kind that broke a rule is checked (and reported) every time
+            self.seen.add(key)
+        return violations
+
+
+def _route(exchange: Any) -> str:
+    return str(exchange.template or re.sub(r"/([0-9a-f]{40}|\d+)(?=/|$)", "/*", exchange.path))
+
+
+def _query_keys(query: str) -> tuple[str, ...]:
+    return tuple(sorted(part.partition("=")[0] for part in query.split("&") if part))
+
+
+def _shape(body: bytes) -> Any:
+    """A JSON body's structure: keys, types, short strings as they are, long ones by size."""
+    try:
+        data = json.loads(body) if body else None
+    except ValueError:
+        return ("not json", len(body))
+
+    def shape(value: Any) -> Any:
+        if isinstance(value, dict):
+            return tuple(sorted((k, shape(v)) for k, v in value.items()))
+        if isinstance(value, list):
+            return tuple(sorted({repr(shape(v)) for v in value}))
+        if isinstance(value, str) and len(value) > 24:
+            return ("str", len(value) <= 140, len(value) <= 65536)
+        return value
+
+    return shape(data)
 
 
 def leaks(secrets: Iterable[str], places: dict[str, str]) -> list[str]:

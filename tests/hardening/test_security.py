@@ -447,3 +447,79 @@ async def test_no_token_key_secret_or_decrypted_value_in_anything_the_bot_wrote(
     }
     assert leaks(secrets, places) == []
     assert "PRIVATE KEY" not in caplog.text and "ghs_" not in caplog.text
+
+
+# Who, besides the levels `tests/test_commands_deploys.py` runs on the PR author's deploy,
+# must not touch another user's deploy: partners (of the hub itself, of its cluster through
+# a team, of another hub of it) and users below write.
+NOT_WRITERS = {
+    "alice-partner": "read",  # partner of uni-a/staging, the very hub deploying
+    "rstudio-rita": "read",  # partner of uni-a/r-staging
+    "team-tim": "triage",  # partner of uni-a/* through @example-org/uni-a-partners
+    "user-triage": "triage",
+    "user-read": "read",
+    "user-none": "none",
+}
+
+
+async def test_partners_and_non_writers_cannot_cancel_unlock_or_redeploy_anothers_deploy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, openapi_checker: Any
+) -> None:
+    """octocat's preview of uni-a/staging runs (held at a gate) and claims the hub. Each
+    user tries, on that PR, `/cancel`, `/unlock` and a redeploy of main to prod, and, from
+    another PR, `/unlock uni-a/staging`: every one is refused, and the deploy, its claim and
+    prod are untouched."""
+    from tests.deploy_support import (
+        by_environment,
+        deployments,
+        edited,
+        eventually,
+        gate,
+        hubbot_yaml,
+        needs_tools,
+        running,
+        states,
+        tools_path,
+    )
+    from tests.test_commands_e2e import add_user, comment, open_pr_as, reactions, reply
+
+    needs_tools()
+    tools_path(monkeypatch)
+    gates = tmp_path / "gates"
+    gates.mkdir()
+    config = hubbot_yaml(before_command=gate(gates))
+    async with running(tmp_path, openapi_checker, hubbot_yaml=config) as stack:
+        team = {"org": "example-org", "slug": "uni-a-partners", "members": ["team-tim"]}
+        await stack.control("POST", "/teams", team)
+        for login, role in NOT_WRITERS.items():
+            await add_user(stack, login, role)
+        held = await open_pr_as(stack, "octocat", {STAGING: edited(STAGING, "held")}, branch="a")
+        other = await open_pr_as(
+            stack, "octocat", {STAGING: edited(STAGING, "other", 2)}, branch="b"
+        )
+        view = await stack.pull(held)
+        head, main = view["head"]["sha"], view["base"]["sha"]
+        await comment(stack, held, "octocat", "/deploy staging")
+
+        async def deploying() -> bool:
+            found = by_environment(await deployments(stack), head).get("uni-a/staging")
+            return found is not None and "in_progress" in states(found)
+
+        await eventually(deploying)
+        lines = ["/cancel", "/unlock", f"/deploy uni-a/prod@{main[:7]}"]
+        for login in NOT_WRITERS:
+            for number, body in ((held, "\n".join(lines)), (other, "/unlock uni-a/staging")):
+                cid = await comment(stack, number, login, body)
+                view = await stack.pull(number)
+                text = reply(view, cid)
+                assert "✅" not in text and text.count("🚫") == len(body.splitlines()), (
+                    login,
+                    text,
+                )
+                assert reactions(view, cid) == ["eyes", "confused"], (login, text)
+        (gates / "go").touch()
+        await stack.deployed()
+        found = by_environment(await deployments(stack))
+    assert set(found) == {"uni-a/staging"}  # no prod redeploy
+    # Neither cancelled nor released (a released preview ends `inactive`).
+    assert states(found["uni-a/staging"]) == ["queued", "in_progress", "success"]
