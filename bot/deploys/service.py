@@ -112,6 +112,9 @@ class DeployService:
             maxsize=256, ttl=CLAIMS_TTL_SECONDS
         )
         self.claim_views: dict[str, dict[str, Claim]] = {}
+        # Bumped when a deploy is queued or a claim released: a read of GitHub's Deployments
+        # begun before that may miss the newer Deployment, so it is read again.
+        self._claim_changes: dict[str, int] = {}
         # Told of every step that ends: (executor name, step, outcome). Metrics listen here.
         self.observers: list[Callable[[str, Step, StepOutcome], None]] = []
         self._default_branches: dict[str, str] = {}
@@ -274,8 +277,13 @@ class DeployService:
             ctx.wave_settings[wave.id] = settings
             ctx.wave_delivery[wave.id] = delivery
         self._claims.pop(ctx.repo.full_name, None)
+        self.claims_changed(ctx.repo)
         self._note_claims(ctx.repo, steps, settings, kind=kind, pr=pr, pr_author=pr_author)
         return waves
+
+    def claims_changed(self, repo: RepoRef) -> None:
+        """A deploy was queued or a claim released: reads of claims begun before are stale."""
+        self._claim_changes[repo.full_name] = self._claim_changes.get(repo.full_name, 0) + 1
 
     def _note_claims(
         self,
@@ -366,17 +374,23 @@ class DeployService:
         hours = settings.deploy.claim_hours
         now = datetime.now(UTC)
         ctx = self.repos.get(repo.full_name)
-        if ctx is not None and fresh:
-            await ctx.reporter.flush()  # our own queued previews and merges are on GitHub now
         records = None if fresh else self._claims.get(repo.full_name)
-        if records is None:
+        current, tries = True, 0
+        while records is None:
+            changes = self._claim_changes.get(repo.full_name, 0)
+            if ctx is not None and fresh:
+                await ctx.reporter.flush()  # our own queued previews and merges are on GitHub
             newest = await newest_per_environment(
                 gh, repo.url, since=now - timedelta(hours=hours), state_of=lambda p: "pr" in p
             )
-            records = [_record(item) for item in newest]
-            self._claims[repo.full_name] = records
+            tries += 1
+            current = self._claim_changes.get(repo.full_name, 0) == changes
+            if current or tries >= 3:  # else a deploy was queued meanwhile: read again
+                records = [_record(item) for item in newest]
         claims = derive_claims(records, now=now, claim_hours=hours)
-        self.claim_views[repo.full_name] = claims
+        if current:  # a stale read is answered, never kept: it would hide the newer state
+            self._claims[repo.full_name] = records
+            self.claim_views[repo.full_name] = claims
         if environments is None:
             return claims
         wanted = set(environments)
@@ -408,6 +422,7 @@ class DeployService:
             await set_status(gh, ref, "inactive", description=reason)
             self.claim_views.get(repo.full_name, {}).pop(claim.environment, None)
         self._claims.pop(repo.full_name, None)
+        self.claims_changed(repo)
         return released
 
     # -- repositories, settings, executors -------------------------------------------------
