@@ -181,3 +181,29 @@ async def test_no_deployed_commit_within_the_bound_fails_the_heads_check(
         finally:
             await sandbox.close()
     assert sandbox.violations == [], "\n".join(sandbox.violations)
+
+
+async def test_a_missed_push_whose_deploy_fails_at_start_up_fails_the_heads_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, openapi_checker: Any
+) -> None:
+    async with aiohttp.ClientSession() as http:
+        stack, repo, _ = await deployed_stack(tmp_path, monkeypatch, openapi_checker, http)
+        sandbox = stack.sandbox
+        try:
+            sha = await merge_while_down(stack, {COMMON: edited(COMMON, "broken")}, "broken")
+            fault = {"method": "GET", "path": f"/commits/{sha}/pulls", "status": 502, "times": 20}
+            await stack.control("POST", "/faults", fault)  # its merged PR cannot be read
+
+            stack, second = await start_bot(sandbox, repo, http)
+            try:
+                recovery = stack.app[SERVICES].deploys.recovery
+                assert (recovery["state"], recovery["missed_pushes"]) == ("partial", 1)
+                assert by_environment(await deployments(stack), sha) == {}
+                (run,) = deploy_runs(await stack.pull(2), sha)
+                assert (run["status"], run["conclusion"]) == ("completed", "failure")
+                assert "start-up recovery of the missed push failed" in run["output"]["summary"]
+            finally:
+                await second.cleanup()
+        finally:
+            await sandbox.close()
+    assert sandbox.violations == [], "\n".join(sandbox.violations)

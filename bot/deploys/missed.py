@@ -178,7 +178,9 @@ async def _deploy(
             actor=head.author,
             recovered=True,
         )
-    except BaseException as exc:  # as a push handler would: the head says it did not deploy
+    except Exception as exc:  # as a push handler would: the head says it did not deploy
+        # (Not on cancellation: a stop during recovery leaves the head unmarked, and the
+        # next start-up finds the push missed again.)
         reason = f"start-up recovery of the missed push failed: {type(exc).__name__}"
         await report_not_started(gh, repo, sha=head.sha, reason=reason, service=service)
         raise
