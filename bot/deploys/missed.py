@@ -5,9 +5,10 @@ Deployments exist leaves nothing in GitHub to resume, and GitHub does not send t
 again. Every push to the default branch hubbot handled leaves a `hubbot/deploy` check run
 on the pushed commit (a rollout's, "nothing to deploy", or "not deployed"), so a default
 branch whose head has none was missed. Recovery then deploys the range from the newest
-first-parent ancestor that has one, exactly as the push would have; with no such ancestor
-among the last `HISTORY` commits the range is unknown, and a failed check on the head says
-so and how to deploy. Cost: 2 calls per repository when nothing was missed.
+first-parent ancestor that has one, exactly as the push would have. With no such ancestor
+among the last `HISTORY` commits hubbot has not deployed this branch lately (most likely it
+was just installed, and a failed check on a young head would be a false alarm): a warning
+is logged and counted, nothing deploys. Cost: 2 calls per repository when nothing was missed.
 """
 
 from __future__ import annotations
@@ -143,16 +144,20 @@ async def recover_missed(
     if found == "root":
         logger.info("%s: hubbot never deployed %s: nothing missed", repo.full_name, branch)
         return
-    service.recovery["missed_pushes"] += 1
-    if base is None:
-        logger.warning("%s: missed push at %s; range unknown", repo.full_name, head.sha[:7])
-        reason = (
-            "the push was accepted while hubbot was stopping or down, and at start-up no "
-            f"deployed commit was found among the last {HISTORY} commits of `{branch}`, so "
-            "the range it should deploy could not be determined"
+    if base is None:  # more than HISTORY pushes lost is far less likely than a new install
+        service.recovery["missed_unknown"] = service.recovery.get("missed_unknown", 0) + 1
+        logger.warning(
+            "%s: head %s of %s has no deploy check, nor has any of its last %d commits: "
+            "taken as not deployed by hubbot yet (just installed?); if pushes were lost, "
+            "deploy with `/deploy <cluster>/<hub>@%s`",
+            repo.full_name,
+            head.sha[:7],
+            branch,
+            HISTORY,
+            head.sha,
         )
-        await report_not_started(gh, repo, sha=head.sha, reason=reason, service=service)
         return
+    service.recovery["missed_pushes"] += 1
     await _deploy(service, gh, repo, branch, head, base)
 
 
