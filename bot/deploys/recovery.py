@@ -7,6 +7,8 @@ Job still exists are adopted: the job is followed, not started again, and its re
 is reported. The others are requeued on their existing Deployment: a `queued` one says
 it was requeued, an `in_progress` one (a local deploy the restart cut) says it is
 deployed again. Previews of PRs closed meanwhile are not resumed; they become `inactive`.
+Then a push to the default branch acknowledged but lost before its Deployments existed is
+deployed (`bot.deploys.missed`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from bot.core.planner import settings_of
 from bot.core.settings import Settings
 from bot.deploys.executor import DeployJob, DeployResult, Outcome
 from bot.deploys.kubeapi import KubeApiError
+from bot.deploys.missed import recover_missed
 from bot.deploys.progress import DEPLOY_CHECK, Kind
 from bot.deploys.repo import RepoDeploys
 from bot.deploys.schedule import STAGES, Step
@@ -53,9 +56,11 @@ async def recover_all(service: DeployService) -> None:
     try:
         async for gh, item in installed_repositories(github):
             repo = RepoRef(str(item["owner"]["login"]), str(item["name"]), str(item["url"]))
-            service.default_branch_is(repo, str(item.get("default_branch") or "main"))
+            branch = str(item.get("default_branch") or "main")
+            service.default_branch_is(repo, branch)
             try:
                 await recover_repo(service, gh, repo)
+                await recover_missed(service, gh, repo, branch, since=datetime.now(UTC) - WINDOW)
                 await service.claims(gh, repo)  # the plan comments show claims from here
             except (*FAILURES, KubeApiError) as exc:
                 logger.error("recovery of %s failed: %s", repo.full_name, exc)

@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # the Kubernetes client is imported only when a Lease is used
 logger = logging.getLogger(__name__)
 
 CLAIMS_TTL_SECONDS = 30.0
+PUSH_DEDUPE_SECONDS = 600.0  # a push recovery deployed is not deployed again by its late webhook
 STOP_REASON = (
     "hubbot was stopped (restart or shutdown) before these deploys finished. Deploys it had "
     "accepted are resumed when it starts again, each on its existing Deployment."
@@ -107,7 +108,18 @@ class DeployService:
         self.github: ClientFactory | None = None
         self.repos: dict[str, RepoDeploys] = {}
         self.logs: cachetools.LRUCache[str, DeployLog] = cachetools.LRUCache(MAX_LOGS)
-        self.recovery: dict[str, Any] = {"state": "not started", "requeued": 0, "adopted": 0}
+        self.recovery: dict[str, Any] = {
+            "state": "not started",
+            "requeued": 0,
+            "adopted": 0,
+            "missed_pushes": 0,
+        }
+        self.started_at: datetime | None = None  # when this process began to lead (recovery)
+        # (repo, pushed sha) -> who deployed it: start-up recovery, or a push webhook. A push
+        # the recovery found missed whose webhook was only late is not deployed twice.
+        self._pushes: cachetools.TTLCache[tuple[str, str], str] = cachetools.TTLCache(
+            maxsize=1024, ttl=PUSH_DEDUPE_SECONDS
+        )
         self._claims: cachetools.TTLCache[str, list[DeploymentRecord]] = cachetools.TTLCache(
             maxsize=256, ttl=CLAIMS_TTL_SECONDS
         )
@@ -153,10 +165,24 @@ class DeployService:
         source: str = "",
         actor: str = "",
         delivery: str = "",
+        recovered: bool = False,
     ) -> list[Wave]:
-        """Plan `before..after` on the default branch and roll it out (support, staging, prod)."""
+        """Plan `before..after` on the default branch and roll it out (support, staging, prod).
+
+        `recovered`: start-up recovery found this push missed. It deploys nothing when this
+        process already handles the push; a late webhook of a push recovery deployed within
+        `PUSH_DEDUPE_SECONDS` deploys nothing either (a later redelivery does).
+        """
         from bot.deploys.merge import plan_merge
 
+        key = (repo.full_name, after)
+        seen = self._pushes.get(key)
+        if seen is not None and (recovered or seen == "recovery"):
+            if not recovered:
+                del self._pushes[key]
+            logger.info("push %s to %s: already handled (%s)", after[:7], repo.full_name, seen)
+            return []
+        self._pushes[key] = "recovery" if recovered else "push"
         self._default_branches[repo.full_name] = default_branch
         outcome = await plan_merge(
             self,
@@ -540,6 +566,13 @@ class DeployService:
     def start(self, github: ClientFactory) -> None:
         """Use this client factory for work not tied to an event (recovery)."""
         self.github = github
+        self.started_at = datetime.now(UTC)
+
+    def merge_queued(self, repo: RepoRef, sha: str) -> bool:
+        """Whether this process queued a merge deploy of `sha` (recovery requeued it, say)."""
+        ctx = self.repos.get(repo.full_name)
+        origins = ctx.reporter.origins.values() if ctx is not None else ()
+        return any(o.kind == "merge" and o.sha == sha for o in origins)
 
     async def recover(self) -> None:
         """At start-up: requeue accepted deploys found in GitHub, adopt running Kubernetes Jobs."""
@@ -574,7 +607,7 @@ class DeployService:
     def snapshot(self) -> dict[str, Any]:
         """Rollouts and claims for the status page, as plain JSON data (never a secret).
 
-        `{"executor": str, "recovery": {"state", "requeued", "adopted", "detail"},
+        `{"executor": str, "recovery": {"state", "requeued", "adopted", "missed_pushes", "detail"},
           "rollouts": [{"repo", "waves": [{"id", "cluster", "stream", "sha", "pr", "actor",
                         "sources", "targets": [{"target", "stage", "state", "detail",
                         "seconds"}]}]}],

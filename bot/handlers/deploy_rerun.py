@@ -32,9 +32,10 @@ from bot.deploys.schedule import Stage, Step
 from bot.github.client import AmbiguousWrite
 from bot.github.comments import find_comment, fit
 from bot.github.deployments import IN_FLIGHT, Listed, latest_state, list_hubbot
+from bot.github.pulls import MergedPull
 from bot.github.snapshot import RepoRef
 from bot.handlers.context import PayloadError, Services
-from bot.handlers.push import MergedPull, Push, merged_pull
+from bot.handlers.push import Push, merged_pull
 
 logger = logging.getLogger(__name__)
 

@@ -14,11 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import gidgethub
 from gidgethub import routing, sansio
 from gidgethub.abc import GitHubAPI
 
 from bot.deploys.merge import report_not_started
+from bot.github.pulls import MergedPull, merged_pull_at
 from bot.github.snapshot import RepoRef
 from bot.handlers.context import PayloadError, Services
 from bot.handlers.pull_requests import describe_failure
@@ -68,15 +68,6 @@ class Push:
     def on_default_branch(self) -> bool:
         """Whether the push moved the default branch."""
         return self.ref == f"refs/heads/{self.default_branch}"
-
-
-@dataclass(frozen=True, slots=True)
-class MergedPull:
-    """The PR whose merge made a pushed commit."""
-
-    number: int
-    labels: tuple[str, ...]
-    comments_url: str
 
 
 @router.register("push")
@@ -131,24 +122,4 @@ async def _deploy(gh: GitHubAPI, push: Push, services: Services, *, delivery: st
 
 async def merged_pull(gh: GitHubAPI, push: Push) -> MergedPull | None:
     """The PR merged into the default branch as `push.after`, if any (by its merge commit)."""
-    try:
-        pulls = await gh.getitem(f"{push.repo.url}/commits/{push.after}/pulls")
-    except gidgethub.BadRequest as exc:
-        if exc.status_code in (404, 422):
-            return None
-        raise
-    candidates = [
-        p
-        for p in (pulls if isinstance(pulls, list) else [])
-        if isinstance(p, Mapping)
-        and p.get("merged_at")
-        and (p.get("base") or {}).get("ref") == push.default_branch
-    ]
-    if not candidates:
-        return None
-    exact = [p for p in candidates if p.get("merge_commit_sha") == push.after]
-    pull = (exact or candidates)[0]
-    number = int(pull["number"])
-    comments_url = pull.get("comments_url") or f"{push.repo.url}/issues/{number}/comments"
-    labels = tuple(str(label["name"]) for label in pull.get("labels") or () if "name" in label)
-    return MergedPull(number, labels, str(comments_url))
+    return await merged_pull_at(gh, push.repo, push.after, push.default_branch)

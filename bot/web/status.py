@@ -102,7 +102,7 @@ def deploy_view(raw: object, clean: _Cleaner) -> dict[str, Any]:
     return {
         "executor": clean.text(raw.get("executor")),
         "recovery": {k: clean.text(recovery.get(k)) for k in ("state", "detail")}
-        | {k: clean.integer(recovery.get(k)) for k in ("requeued", "adopted")},
+        | {k: clean.integer(recovery.get(k)) for k in ("requeued", "adopted", "missed_pushes")},
         "rollouts": [_rollout(r, clean) for r in _items(raw.get("rollouts"))],
         "claims": [_claim(c, clean) for c in _items(raw.get("claims"))],
         "recent": [_origin(o, clean) for o in _items(raw.get("recent"))],

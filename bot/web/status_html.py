@@ -141,7 +141,11 @@ def _rollouts(deploys: Mapping[str, Any] | None, problem: str) -> str:
     notes = [f"executor: {e(deploys['executor'] or 'unknown')}"]
     if recovery["state"]:
         notes.append(f"recovery: {e(recovery['state'])}")
-        notes += [f"{e(k)} {e(recovery[k])}" for k in ("requeued", "adopted") if recovery[k]]
+        notes += [
+            f"{e(k.replace('_', ' '))} {e(recovery[k])}"
+            for k in ("requeued", "adopted", "missed_pushes")
+            if recovery[k]
+        ]
         if recovery["detail"]:
             notes.append(e(recovery["detail"]))
     head = f'<p class="muted">{" · ".join(notes)}</p>'

@@ -174,6 +174,11 @@ class GitRepo:
         return out.decode().split()
 
     @by_sha
+    def history(self, head: str, limit: int = 1000) -> list[str]:
+        """Commits reachable from `head`, newest first (git's order, as GitHub lists them)."""
+        return self.git("rev-list", f"--max-count={limit}", head).decode().split()
+
+    @by_sha
     def count_between(self, base: str, head: str) -> int:
         """How many commits `head` has that `base` lacks."""
         return int(self.git("rev-list", "--count", head, f"^{base}").decode())

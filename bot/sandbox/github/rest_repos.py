@@ -15,6 +15,7 @@ from bot.sandbox.github.http import ApiError, json_response, not_found, paginate
 routes = web.RouteTableDef()
 COMPARE_MAX_FILES = 300  # GitHub lists at most 300 files in a comparison
 COMPARE_MAX_COMMITS = 250
+LIST_MAX_COMMITS = 1000  # the double lists at most this many commits of a ref
 CONTENTS_MAX_INLINE = 1024 * 1024  # above 1 MB the contents API sends no content
 
 
@@ -123,6 +124,20 @@ def _comparison(
         "files": [sh.diff_entry(f, head) for f in files],
     }
     return body, headers
+
+
+@routes.get("/repos/{owner}/{repo}/commits")
+async def list_commits(request: web.Request) -> web.Response:
+    """GET /repos/{owner}/{repo}/commits?sha=: the commits reachable from a ref, newest first."""
+    repo_owner(request)
+    c = ctx(request)
+    ref = request.query.get("sha") or c.repo.default_branch
+    sha = c.repo.resolve(ref)
+    if sha is None:
+        raise not_found()
+    shas = await asyncio.to_thread(c.repo.history, sha, LIST_MAX_COMMITS)
+    page, headers = paginate(request, shas)
+    return json_response([c.shapes.commit(c.repo.commit(s)) for s in page], headers=headers)
 
 
 @routes.get("/repos/{owner}/{repo}/commits/{ref}")
