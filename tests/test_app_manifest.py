@@ -44,6 +44,7 @@ ENDPOINTS: dict[str, tuple[Need, ...]] = {
     "GET /repos/{owner}/{repo}/commits/{ref}/check-runs": (("checks", "read"),),
     # Contents
     "GET /repos/{owner}/{repo}/branches/{branch}": (("contents", "read"),),
+    "GET /repos/{owner}/{repo}/commits": (("contents", "read"),),
     "GET /repos/{owner}/{repo}/commits/{ref}": (("contents", "read"),),
     "GET /repos/{owner}/{repo}/compare/{basehead}": (("contents", "read"),),
     "GET /repos/{owner}/{repo}/contents/{path}": (("contents", "read"),),
