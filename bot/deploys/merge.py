@@ -25,6 +25,7 @@ from bot.deploys.progress import DEPLOY_CHECK, DEPLOY_MARKER
 from bot.deploys.schedule import Stage, Step
 from bot.github.checks import annotation, complete_check, start_check
 from bot.github.comments import upsert_comment
+from bot.github.pulls import merged_pull_at
 from bot.github.snapshot import RepoRef
 
 if TYPE_CHECKING:
@@ -99,6 +100,39 @@ async def plan_merge(
         delivery=delivery,
     )
     return MergeOutcome(waves, plan, f"queued {len(steps)} target(s) in {len(waves)} wave(s)")
+
+
+async def deploy_pushed(
+    service: DeployService,
+    gh: GitHubAPI,
+    repo: RepoRef,
+    *,
+    before: str,
+    after: str,
+    branch: str,
+    source: str,
+    actor: str,
+    delivery: str = "",
+    recovered: bool = False,
+) -> None:
+    """Deploy a push `before..after` to the default branch, told on the PR it merged, if any."""
+    merged = await merged_pull_at(gh, repo, after, branch)
+    if merged is not None:
+        source += f" (merge of #{merged.number})"
+    await service.deploy_merge(
+        gh,
+        repo,
+        before=before,
+        after=after,
+        default_branch=branch,
+        pr=merged.number if merged else None,
+        labels=merged.labels if merged else (),
+        comments_url=merged.comments_url if merged else None,
+        source=source,
+        actor=actor,
+        delivery=delivery,
+        recovered=recovered,
+    )
 
 
 async def current_head(gh: GitHubAPI, repo: RepoRef, branch: str | None) -> str | None:

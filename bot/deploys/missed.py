@@ -22,9 +22,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import gidgethub
 from gidgethub.abc import GitHubAPI
 
-from bot.deploys.merge import report_not_started
+from bot.deploys.merge import deploy_pushed, report_not_started
 from bot.deploys.progress import DEPLOY_CHECK
-from bot.github.pulls import merged_pull_at
 from bot.github.snapshot import RepoRef
 
 if TYPE_CHECKING:
@@ -165,20 +164,15 @@ async def _deploy(
     service: DeployService, gh: GitHubAPI, repo: RepoRef, branch: str, head: Head, base: str
 ) -> None:
     source = f"{SOURCE}: {base[:7]}..{head.sha[:7]}"
+    logger.warning("%s: deploying the missed push %s", repo.full_name, source)
     try:
-        merged = await merged_pull_at(gh, repo, head.sha, branch)
-        if merged is not None:
-            source += f" (merge of #{merged.number})"
-        logger.warning("%s: deploying the missed push %s", repo.full_name, source)
-        await service.deploy_merge(
+        await deploy_pushed(
+            service,
             gh,
             repo,
             before=base,
             after=head.sha,
-            default_branch=branch,
-            pr=merged.number if merged else None,
-            labels=merged.labels if merged else (),
-            comments_url=merged.comments_url if merged else None,
+            branch=branch,
             source=source,
             actor=head.author,
             recovered=True,

@@ -32,10 +32,9 @@ from bot.deploys.schedule import Stage, Step
 from bot.github.client import AmbiguousWrite
 from bot.github.comments import find_comment, fit
 from bot.github.deployments import IN_FLIGHT, Listed, latest_state, list_hubbot
-from bot.github.pulls import MergedPull
+from bot.github.pulls import MergedPull, merged_pull_at
 from bot.github.snapshot import RepoRef
 from bot.handlers.context import PayloadError, Services
-from bot.handlers.push import Push, merged_pull
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +98,7 @@ async def rerun_deploy(event: sansio.Event, gh: GitHubAPI, *args: Any, services:
         return
     request = ReRun.from_payload(event.data)
     services.deploys.default_branch_is(request.repo, request.default_branch)
-    merged = await merged_pull(gh, _as_push(request))
+    merged = await merged_pull_at(gh, request.repo, request.sha, request.default_branch)
     answer = await redeploy_failed(gh, services, request, merged, delivery=event.delivery_id or "")
     if answer is not None:
         await tell(gh, services, request, merged, answer, key=event.delivery_id or "")
@@ -255,19 +254,6 @@ async def tell(
         if await find_comment(gh, merged.comments_url, marker, services.app_id):
             return
     raise gidgethub.GitHubException("could not post the answer to a re-run")
-
-
-def _as_push(request: ReRun) -> Push:
-    """The re-run as the push that made its commit (what `merged_pull` reads)."""
-    return Push(
-        repo=request.repo,
-        ref=f"refs/heads/{request.default_branch}",
-        before="",
-        after=request.sha,
-        default_branch=request.default_branch,
-        deleted=False,
-        pusher=request.sender,
-    )
 
 
 def _names(keys: Sequence[str]) -> str:

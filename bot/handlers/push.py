@@ -17,8 +17,7 @@ from typing import Any
 from gidgethub import routing, sansio
 from gidgethub.abc import GitHubAPI
 
-from bot.deploys.merge import report_not_started
-from bot.github.pulls import MergedPull, merged_pull_at
+from bot.deploys.merge import deploy_pushed, report_not_started
 from bot.github.snapshot import RepoRef
 from bot.handlers.context import PayloadError, Services
 from bot.handlers.pull_requests import describe_failure
@@ -99,27 +98,17 @@ async def deploy_push(event: sansio.Event, gh: GitHubAPI, *args: Any, services: 
 
 
 async def _deploy(gh: GitHubAPI, push: Push, services: Services, *, delivery: str) -> None:
-    merged = await merged_pull(gh, push)
     source = f"push {push.before[:7]}..{push.after[:7]}"
     if push.pusher:
         source += f" by @{push.pusher}"
-    if merged is not None:
-        source += f" (merge of #{merged.number})"
-    await services.deploys.deploy_merge(
+    await deploy_pushed(
+        services.deploys,
         gh,
         push.repo,
         before=push.before,
         after=push.after,
-        default_branch=push.default_branch,
-        pr=merged.number if merged else None,
-        labels=merged.labels if merged else (),
-        comments_url=merged.comments_url if merged else None,
+        branch=push.default_branch,
         source=source,
         actor=push.pusher,
         delivery=delivery,
     )
-
-
-async def merged_pull(gh: GitHubAPI, push: Push) -> MergedPull | None:
-    """The PR merged into the default branch as `push.after`, if any (by its merge commit)."""
-    return await merged_pull_at(gh, push.repo, push.after, push.default_branch)
