@@ -599,5 +599,6 @@ REPRODUCE = [
     "",
     "Each benchmark also runs alone and prints its own report (`--json`: figures on stdout):"
     " `bench/bench_plan.py`, `bench/bench_core.py` (validate), `bench/budget.py`,"
-    " `bench/bench_webhooks.py`, `bench/bench_deploys.py`, `bench/bench_memory.py`, `bench/bench_replicas.py`.",
+    " `bench/bench_webhooks.py`, `bench/bench_deploys.py`, `bench/bench_memory.py`,"
+    " `bench/bench_replicas.py`.",
 ]
