@@ -323,3 +323,43 @@ def plan_body(view: dict[str, Any]) -> str:
     """The PR's plan comment."""
     (body,) = [c["body"] for c in view["comments"] if c["body"].startswith("<!-- hubbot:plan -->")]
     return str(body)
+
+
+async def test_cancel_on_a_merged_pr_stops_its_rollout_where_it_has_not_started(
+    gated: tuple[Stack, Path],
+) -> None:
+    stack, gates = gated
+    number, sha = await merge_change(
+        stack, {COMMON: edited(COMMON, "stop")}, branch="stop", wait=False
+    )
+    await eventually(lambda: running_on(stack, sha, "uni-a/staging"))
+    # The merge was octocat's: a partner may not stop it; a maintainer may.
+    cid = await comment(stack, number, "alice-partner", "/cancel")
+    assert "only whoever started these deploys (@octocat) or someone with write access" in reply(
+        await stack.pull(number), cid
+    )
+    await add_user(stack, "maintainer-mo", "maintain")
+    cid = await comment(stack, number, "maintainer-mo", "/cancel")
+    body = reply(await stack.pull(number), cid)
+    match = re.search(r"cancelled (.+?); (.+?) keeps? running: a merge's deploy", body)
+    assert match, body
+    cancelled, kept = (
+        set(re.findall(r"`([^`]+)`", match[1])),
+        set(re.findall(r"`([^`]+)`", match[2])),
+    )
+    assert {"uni-a/prod", "uni-a/r-prod"} <= cancelled and "uni-a/staging" in kept
+    assert cancelled | kept == {"uni-a/staging", "uni-a/r-staging", "uni-a/prod", "uni-a/r-prod"}
+    await open_gate(stack, gates)  # what was running finishes: never killed mid-upgrade
+    found = by_environment(await deployments(stack), sha)
+    for env in kept:
+        assert states(found[env])[-1] == "success", env
+    for env in cancelled:
+        last = found[env]["statuses"][-1]
+        assert (last["state"], last["description"]) == ("error", "cancelled by @maintainer-mo")
+    view = await stack.pull(number)
+    assert reactions(view, cid) == ["eyes", "rocket"]
+    runs = [r for r in view["check_runs"] if r["name"] == "hubbot/deploy" and r["head_sha"] == sha]
+    assert [(r["status"], r["conclusion"]) for r in runs] == [("completed", "cancelled")]
+    # Nothing of it is left to cancel.
+    cid = await comment(stack, number, "maintainer-mo", "/cancel")
+    assert "nothing of #" in reply(await stack.pull(number), cid)

@@ -224,7 +224,7 @@ HELP_ROWS = (
     (
         "/cancel",
         "whoever started the deploys, or write access",
-        "cancels queued and running deploys of this PR",
+        "cancels queued and running deploys of this PR (of its merge: those not started)",
     ),
     ("/help", "anyone", "shows this table"),
 )

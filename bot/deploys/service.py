@@ -24,7 +24,7 @@ from bot.core.settings import Settings
 from bot.deploys.claims import Claim, DeploymentRecord, derive_claims
 from bot.deploys.executor import DeployJob, DeployResult, Executor
 from bot.deploys.executors import build_executor, executor_settings
-from bot.deploys.progress import Kind
+from bot.deploys.progress import Kind, Origin
 from bot.deploys.repo import MAX_LOGS, DeployLog, RepoDeploys, health_environment
 from bot.deploys.reporter import RETRY_SECONDS, THROTTLE_SECONDS, GitHubReporter
 from bot.deploys.rollout import StepOutcome
@@ -347,16 +347,22 @@ class DeployService:
     # -- cancelling and claims -------------------------------------------------------------
 
     async def cancel_pr(
-        self, repo: RepoRef, pr: int, *, actor: str, running: bool = True
+        self, repo: RepoRef, pr: int, *, actor: str, running: bool = True, merges: bool = False
     ) -> list[Step]:
-        """Cancel the queued (and running) deploys a PR asked for; returns the steps hit."""
+        """Cancel the queued (and running) deploys a PR asked for; returns the steps hit.
+
+        `merges`: the rollout of the PR's merge too (`/cancel` on a merged PR), but only its
+        queued targets: a merge's running deploy is never killed mid-upgrade (a helm
+        release left `pending-upgrade` blocks the next deploy), it finishes and reports.
+        """
         ctx = self.repos.get(repo.full_name)
         if ctx is None:
             return []
+        kinds = _cancellable(merges)
         waves = {
-            w
+            w: o.kind
             for o in ctx.reporter.origins.values()
-            if o.pr == pr and o.kind in ("preview", "redeploy")
+            if o.pr == pr and o.kind in kinds
             for w in o.targets.values()
         }
         reason = f"cancelled by @{actor}" if actor else "cancelled"
@@ -364,27 +370,45 @@ class DeployService:
             ctx.reporter.cancel_reasons[wave] = reason
 
         def match(step: Step, wave: Wave) -> bool:
-            return wave.id in waves and (running or wave.state[step.key] == "queued")
+            if wave.id not in waves:
+                return False
+            stop_running = running and waves[wave.id] != "merge"
+            return stop_running or wave.state[step.key] == "queued"
 
         return await ctx.rollout.cancel(match, reason=reason)
 
-    def started_by(self, repo: RepoRef, pr: int) -> set[str]:
-        """Logins whose deploys for this PR are queued or running."""
+    def started_by(self, repo: RepoRef, pr: int, *, merges: bool = False) -> set[str]:
+        """Logins whose deploys for this PR (and its merge, with `merges`) are not done."""
+        return {o.actor for o in self._unfinished(repo, pr, _cancellable(merges))}
+
+    def merge_running(self, repo: RepoRef, pr: int) -> list[str]:
+        """Targets of this PR's merge rollout deploying now (what `/cancel` leaves running)."""
         ctx = self.repos.get(repo.full_name)
         if ctx is None:
-            return set()
+            return []
+        return sorted(
+            key
+            for o in self._unfinished(repo, pr, frozenset({"merge"}))
+            for key, w in o.targets.items()
+            if (r := ctx.reporter.records.get((w, key))) is not None and r.state == "running"
+        )
+
+    def _unfinished(self, repo: RepoRef, pr: int, kinds: frozenset[str]) -> list[Origin]:
+        ctx = self.repos.get(repo.full_name)
+        if ctx is None:
+            return []
         reporter = ctx.reporter
-        return {
-            o.actor
+        return [
+            o
             for o in reporter.origins.values()
             if o.pr == pr
-            and o.kind in ("preview", "redeploy")
+            and o.kind in kinds
             and any(
                 not r.done
                 for r in (reporter.records.get((w, k)) for k, w in o.targets.items())
                 if r
             )
-        }
+        ]
 
     async def claims(
         self,
@@ -634,3 +658,8 @@ def _record(item: Listed) -> DeploymentRecord:
         payload={"hubbot": dict(item.payload)},
         state=item.state,
     )
+
+
+def _cancellable(merges: bool) -> frozenset[str]:
+    """The origin kinds `/cancel` reaches: previews and redeploys, and merges if asked."""
+    return frozenset({"preview", "redeploy", "merge"} if merges else {"preview", "redeploy"})

@@ -209,18 +209,25 @@ async def run_unlock(run: CommentRun, command: Command) -> str:
 
 
 async def run_cancel(run: CommentRun, command: Command) -> str:
-    """`/cancel`: stop this PR's queued and running deploys."""
+    """`/cancel`: stop this PR's deploys; of its merge's rollout, the targets not started."""
     deploys = run.services.deploys
-    started = deploys.started_by(run.repo, run.number)
+    started = deploys.started_by(run.repo, run.number, merges=True)
     if not started:
         return f"nothing of #{run.number} is queued or running: nothing to cancel"
     decision = may_cancel(await run.actor(), started_by=started)
     if not decision.allowed:
         raise Refused(decision.reason)
-    steps = await deploys.cancel_pr(run.repo, run.number, actor=run.login)
+    steps = await deploys.cancel_pr(run.repo, run.number, actor=run.login, merges=True)
+    left = deploys.merge_running(run.repo, run.number)
+    still = (
+        f"; {_names(left)} {_was(left, 'keeps', 'keep')} running: a merge's deploy that has "
+        "started is not stopped mid-upgrade"
+        if left
+        else ""
+    )
     if not steps:
-        return "nothing was running any more: nothing to cancel"
-    return f"cancelled {_names(sorted({s.key for s in steps}))}"
+        return "nothing was waiting any more: nothing to cancel" + still
+    return f"cancelled {_names(sorted({s.key for s in steps}))}" + still
 
 
 COMMANDS: Mapping[str, CommandFn] = {
@@ -236,8 +243,8 @@ def _names(keys: list[str]) -> str:
     return ", ".join(f"`{k}`" for k in keys)
 
 
-def _was(keys: list[str]) -> str:
-    return "is" if len(keys) == 1 else "are"
+def _was(keys: list[str], one: str = "is", many: str = "are") -> str:
+    return one if len(keys) == 1 else many
 
 
 def render_reply(login: str, results: list[Result]) -> str:
