@@ -27,9 +27,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bot.core.findings import Finding, has_errors, sort_findings
-from bot.core.merge import coalesce, merge_user, nest
 from bot.core.model import Repository
-from bot.core.values import EffectiveValues, Layer
+from bot.core.values import EffectiveValues, Layer, merge_layers
 from bot.core.yamlload import YamlProblem, load_yaml
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
@@ -158,16 +157,10 @@ def with_layers(
     # The chart's Jsonnet comes first (not in `order`); files follow cluster.yaml's order.
     user.sort(key=lambda layer: order.index(layer.path) if layer.path in order else -1)
     layers = [*defaults, *user]
-    default_values: dict[str, Any] = {}
-    for layer in defaults:
-        default_values = coalesce(nest(layer.prefix, layer.data), default_values)
-    user_values: dict[str, Any] = {}
-    for layer in user:
-        user_values = merge_user(user_values, layer.data)
     return EffectiveValues(
         release=effective.release,
         chart=effective.chart,
-        values=coalesce(user_values, default_values),
+        values=merge_layers(defaults, user),
         layers=layers,
         findings=effective.findings,
         secret_files=effective.secret_files,

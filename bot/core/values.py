@@ -33,7 +33,7 @@ relative to the cluster folder and must stay inside it, symlinks included.
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -341,16 +341,10 @@ def build(
             complete = False
         else:
             user.append(layer)
-    default_values: dict[str, Any] = {}
-    for layer in defaults:
-        default_values = coalesce(nest(layer.prefix, layer.data), default_values)
-    user_values: dict[str, Any] = {}
-    for layer in user:
-        user_values = merge_user(user_values, layer.data)
     return EffectiveValues(
         release=sources.release,
         chart=sources.chart,
-        values=coalesce(user_values, default_values),
+        values=merge_layers(defaults, user),
         layers=[*defaults, *user],
         findings=findings,
         secret_files=list(sources.secret_files),
@@ -412,3 +406,14 @@ def release_sources(repo: Repository, scope: Scope | None) -> list[Sources]:
         if scope is None or hub.key in scope.hubs:
             found.append(hub_sources(repo, hub))
     return found
+
+
+def merge_layers(defaults: Sequence[Layer], user: Sequence[Layer]) -> dict[str, Any]:
+    """Values as helm merges them: chart defaults coalesced, user files over them in order."""
+    default_values: dict[str, Any] = {}
+    for layer in defaults:
+        default_values = coalesce(nest(layer.prefix, layer.data), default_values)
+    user_values: dict[str, Any] = {}
+    for layer in user:
+        user_values = merge_user(user_values, layer.data)
+    return coalesce(user_values, default_values)
